@@ -1,0 +1,75 @@
+# certtoken developer tasks. The virtualenv is created on first use and reinstalled only
+# when pyproject.toml or constraints.txt change (stamp file $(VENV)/.installed).
+#   make run | test | lint | bench | secrets | clean | distclean
+#   make test PYTEST_ARGS="-m 'not postgres' -x"     # extra pytest arguments
+#   make bench BENCH_ARGS="--quick"                   # extra arguments for every benchmark
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+SECRETS_DIR ?= secrets
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint format bench secrets clean distclean
+
+help:
+	@echo "make run        all three services in one process (.venv/bin/certtoken run)"
+	@echo "make test       the test suite (PYTEST_ARGS=... for extra pytest arguments)"
+	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make bench      run every bench/*.py (prints figures; fails only if one crashes)"
+	@echo "make secrets    create ./secrets/* for docker compose (kept when present)"
+	@echo "make clean      caches and build output; distclean also removes $(VENV)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/certtoken run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	@set -e; found=0; \
+	for f in bench/*.py; do \
+		case "$$(basename "$$f")" in _*) continue ;; esac; \
+		[ -f "$$f" ] || continue; \
+		found=1; echo "== $$f"; $(BIN)/python "$$f" $(BENCH_ARGS); \
+	done; \
+	[ "$$found" = 1 ] || echo "no benchmarks under bench/"
+
+# Compose bind-mounts secret files with their host permissions: 0644 files (so the
+# image's uid 10001 can read them) inside a 0700 directory (so other host users cannot).
+secrets: $(SECRETS_DIR)/secret_key $(SECRETS_DIR)/ca_passphrase
+
+$(SECRETS_DIR)/%:
+	@install -d -m 0700 $(SECRETS_DIR)
+	@umask 022 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))' > $@
+	@echo "created $@"
+
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .bench .ci/junit.xml
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -prune -exec rm -rf {} + \
+		-o -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

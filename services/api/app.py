@@ -1,0 +1,111 @@
+"""The api service: FastAPI app factory and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services import __version__
+from services.api.context import ApiContext
+from services.api.envelope import error
+from services.api.errors import ApiError
+from services.api.middleware import CorrelationMiddleware
+from services.api.routers import auth, caconnector, tokens, users
+from services.api.waiter import OutcomeWaiter
+from shared.config import Settings
+from shared.db.session import Database
+from shared.health import health_routes, readiness_check
+from shared.messaging.base import Broker
+from shared.messaging.outbox import OutboxRelay
+from shared.messaging.topology import EVENTS_EXCHANGE
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    broker: Broker,
+    *,
+    manage_broker: bool = True,
+    db: Database | None = None,
+) -> FastAPI:
+    """Build the api; it starts (and stops) its relay and event subscription with the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_db = db if db is not None else Database(settings.resolved_database_url)
+        if manage_broker:
+            await broker.start()
+        relay = OutboxRelay(
+            own_db,
+            broker,
+            batch=settings.outbox_batch,
+            poll_seconds=settings.outbox_poll_seconds,
+            lease_seconds=settings.outbox_lease_seconds,
+        )
+        waiter = OutcomeWaiter()
+        subscription = await broker.subscribe(EVENTS_EXCHANGE, "token.#", waiter.on_event)
+        relay.start()
+        app.state.ctx = ApiContext(settings, own_db, broker, relay, waiter)
+        app.state.readiness = readiness_check(own_db, broker)
+        log.info("api started")
+        try:
+            yield
+        finally:
+            await subscription.stop()
+            await relay.stop()
+            if manage_broker:
+                await broker.close()
+            if db is None:
+                await own_db.dispose()
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="certtoken",
+        version=__version__,
+        description="Certificate-token enrollment, privacyIDEA-compatible API.",
+        lifespan=lifespan,
+    )
+
+    async def readiness() -> dict[str, bool]:
+        check = app.state.readiness
+        result: dict[str, bool] = await check()
+        return result
+
+    app.router.routes.extend(health_routes(readiness))
+    for module in (auth, users, caconnector, tokens):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    app.add_middleware(CorrelationMiddleware)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is answered in privacyIDEA's envelope."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
+            parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}")
+        return error(400, 905, "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error(500, 903, "internal error; see the server log for the correlation id")

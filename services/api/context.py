@@ -1,0 +1,30 @@
+"""What the api's handlers share for the lifetime of the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from services.api.waiter import OutcomeWaiter
+from shared.config import Settings
+from shared.db.session import Database
+from shared.messaging.base import Broker
+from shared.messaging.outbox import OutboxRelay
+
+
+@dataclass
+class ApiContext:
+    """Settings, database, broker, outbox relay and outcome waiter."""
+
+    settings: Settings
+    db: Database
+    broker: Broker
+    relay: OutboxRelay
+    waiter: OutcomeWaiter
+
+
+def get_context(request: Request) -> ApiContext:
+    """The app's context (a FastAPI dependency)."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx

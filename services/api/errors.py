@@ -1,0 +1,53 @@
+"""API errors with privacyIDEA's error codes and the HTTP status that fits."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error answered as ``result.status=false`` with ``result.error``."""
+
+    status_code = 400
+    code = 905
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ParameterError(ApiError):
+    """A request parameter is missing or invalid."""
+
+
+class AuthError(ApiError):
+    """Authentication is missing or failed."""
+
+    status_code = 401
+    code = 4031
+
+
+class Forbidden(ApiError):
+    """The caller is authenticated but may not do this."""
+
+    status_code = 403
+    code = 303
+
+
+class NotFound(ApiError):
+    """The named resource does not exist."""
+
+    status_code = 404
+    code = 601
+
+
+class Conflict(ApiError):
+    """The request conflicts with the current state."""
+
+    status_code = 409
+    code = 301
+
+
+class Unavailable(ApiError):
+    """A dependency (database, broker) is not reachable."""
+
+    status_code = 503
+    code = 903

@@ -1,0 +1,192 @@
+"""``/token/``: enroll certificate tokens and query them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.api.auth import Caller, Context
+from services.api.context import ApiContext
+from services.api.envelope import ok
+from services.api.errors import Forbidden, ParameterError
+from services.api.params import body_doc, parse
+from services.api.schemas import REALM, TokenInit
+from services.api.tokens import page_links, token_view
+from shared.db.models import CAConnector, OutboxMessage, Token, User
+from shared.domain import FINAL_FOR_INIT, JOB_CSR_SIGN, RolloutState, new_serial
+from shared.events import new_event
+from shared.logs import correlation_id
+from shared.messaging.outbox import enqueue
+from shared.messaging.topology import CSR_SIGN, JOBS_EXCHANGE
+from shared.pki import CSRError, csr_summary, parse_csr
+from shared.security import Identity
+
+router = APIRouter(prefix="/token", tags=["token"])
+log = logging.getLogger(__name__)
+
+# How often a waiting init re-reads the token, in case its outcome event was missed.
+_RECHECK_SECONDS = 1.0
+_SERIAL_ATTEMPTS = 5
+
+
+@router.post("/init", openapi_extra=body_doc(TokenInit))
+async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
+    """Enroll a certificate token from a CSR; wait a bounded time for the CA's outcome."""
+    data = await parse(request, TokenInit)
+    if data.genkey not in (None, "", "0", "false") or data.certificate:
+        raise ParameterError("genkey/certificate: only the 'request' mode is served so far")
+    if not data.request:
+        raise ParameterError("request: required (a PEM-encoded PKCS#10 CSR)")
+    if not data.ca:
+        raise ParameterError("ca: required (the name of a CA connector)")
+    try:
+        csr = parse_csr(data.request)
+    except CSRError as exc:
+        raise ParameterError(str(exc)) from None
+    username, realm = _owner(data, caller)
+
+    subject = csr_summary(csr)["subject"]
+    serial, future, job = await _store(ctx, data, subject, caller, username, realm)
+    try:
+        await ctx.relay.send([job])
+        log.info("token submitted", extra={"serial": serial, "ca": data.ca})
+        token = await _await_outcome(ctx, serial, future)
+    finally:
+        ctx.waiter.discard(serial, future)
+
+    detail: dict[str, Any] = {"serial": serial, "rollout_state": token.rollout_state}
+    if token.certificate:
+        detail["certificate"] = token.certificate
+    if token.rollout_state in (RolloutState.FAILED, RolloutState.DENIED):
+        detail["reason"] = token.info.get("reason", "")
+    return ok(True, detail)
+
+
+async def _store(
+    ctx: ApiContext, data: TokenInit, subject: str, caller: Identity, username: str, realm: str
+) -> tuple[str, asyncio.Future[str], OutboxMessage]:
+    """Store the token and its signing job in one transaction; return serial, waiter, job."""
+    assert data.ca
+    assert data.request
+    for _ in range(_SERIAL_ATTEMPTS):
+        serial = new_serial()
+        future = ctx.waiter.expect(serial)
+        try:
+            async with ctx.db.write() as session:
+                await _check_references(session, data.ca, username, realm)
+                session.add(
+                    Token(
+                        serial=serial,
+                        username=username,
+                        realm=realm,
+                        rollout_state=RolloutState.SUBMITTED,
+                        ca=data.ca,
+                        template=data.template or "",
+                        request=data.request.strip(),
+                        info={
+                            "description": data.description,
+                            "subject": subject,
+                            "enrolled_by": f"{caller.role}:{caller.username}",
+                        },
+                    )
+                )
+                job = new_event(
+                    JOB_CSR_SIGN, "certtoken/api", serial, {"serial": serial}, correlation_id.get()
+                )
+                row = enqueue(session, JOBS_EXCHANGE, CSR_SIGN, job, ctx.relay.lease)
+        except IntegrityError:
+            # Serials have 32 random bits: a collision is rare but must not fail the request.
+            ctx.waiter.discard(serial, future)
+            continue
+        except BaseException:
+            ctx.waiter.discard(serial, future)
+            raise
+        return serial, future, row
+    raise RuntimeError("could not allocate a free token serial")
+
+
+def _owner(data: TokenInit, caller: Identity) -> tuple[str, str]:
+    """The token owner's login and realm; users may only enroll for themselves."""
+    if caller.role == "user":
+        if data.user and data.user not in (caller.username, f"{caller.username}@{caller.realm}"):
+            raise Forbidden("user: a user may only enroll tokens for themselves")
+        return caller.username, caller.realm
+    if not data.user:
+        raise ParameterError("user: required (the owner of the token)")
+    username, realm = data.user, data.realm or ""
+    if not realm and "@" in username:
+        username, _, realm = username.rpartition("@")
+    return username, realm
+
+
+async def _check_references(session: AsyncSession, ca: str, username: str, realm: str) -> None:
+    """400 unless the CA connector and the owner exist."""
+    if await session.get(CAConnector, ca) is None:
+        raise ParameterError(f"ca: unknown CA connector {ca!r}")
+    query = select(User.realm).where(User.username == username)
+    if realm:
+        query = query.where(User.realm == realm)
+    realms = (await session.scalars(query.limit(2))).all()
+    if not realms:
+        where = f" in realm {realm!r}" if realm else ""
+        raise ParameterError(f"user: unknown user {username!r}{where}")
+    if len(realms) > 1:
+        raise ParameterError(f"realm: required, user {username!r} exists in several realms")
+
+
+async def _await_outcome(ctx: ApiContext, serial: str, future: asyncio.Future[str]) -> Token:
+    """The token once the CA decided, or as it is when the wait runs out."""
+    deadline = time.monotonic() + ctx.settings.init_wait_seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(future), min(remaining, _RECHECK_SECONDS))
+        async with ctx.db.read() as session:
+            token = await session.get(Token, serial)
+        assert token is not None
+        if token.rollout_state in FINAL_FOR_INIT or time.monotonic() >= deadline:
+            return token
+
+
+@router.get("/")
+async def list_tokens(
+    ctx: Context,
+    caller: Caller,
+    serial: str | None = Query(default=None, max_length=40),
+    user: str | None = Query(default=None, max_length=120),
+    realm: str | None = Query(default=None, pattern=REALM),
+    rollout_state: RolloutState | None = None,
+    page: int = Query(default=1, ge=1),
+    pagesize: int = Query(default=15, ge=1, le=1000),
+) -> JSONResponse:
+    """Tokens matching the filters, a page at a time; users see only their own."""
+    query = select(Token)
+    if caller.role == "user":
+        query = query.where(Token.username == caller.username, Token.realm == caller.realm)
+    if serial:
+        query = query.where(Token.serial == serial)
+    if user:
+        query = query.where(Token.username == user)
+    if realm:
+        query = query.where(Token.realm == realm)
+    if rollout_state:
+        query = query.where(Token.rollout_state == rollout_state.value)
+    async with ctx.db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = await session.scalars(
+            query.order_by(Token.created_at, Token.serial)
+            .offset((page - 1) * pagesize)
+            .limit(pagesize)
+        )
+        tokens = [token_view(t) for t in rows]
+    return ok({"tokens": tokens, **page_links(count, page, pagesize)})

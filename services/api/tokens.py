@@ -1,0 +1,42 @@
+"""Token views and queries used by the token routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.db.models import Token
+from shared.domain import RolloutState
+
+
+def token_view(token: Token) -> dict[str, Any]:
+    """A token as privacyIDEA shows it, with certificate details under ``info``."""
+    info: dict[str, Any] = {"CA": token.ca, **token.info}
+    if token.template:
+        info["template"] = token.template
+    if token.certificate:
+        info["certificate"] = token.certificate
+    if token.request:
+        info["request"] = token.request
+    return {
+        "serial": token.serial,
+        "tokentype": token.tokentype,
+        "rollout_state": token.rollout_state,
+        "username": token.username,
+        "user_realm": token.realm,
+        "realms": [token.realm] if token.realm else [],
+        "active": token.rollout_state != RolloutState.REVOKED,
+        "description": str(token.info.get("description", "")),
+        "info": info,
+        "created": token.created_at.isoformat(),
+    }
+
+
+def page_links(count: int, page: int, pagesize: int) -> dict[str, int | None]:
+    """privacyIDEA's paging fields for *page* of *count* items."""
+    last = max(1, -(-count // pagesize))
+    return {
+        "count": count,
+        "current": page,
+        "next": page + 1 if page < last else None,
+        "prev": page - 1 if page > 1 else None,
+    }

@@ -1,0 +1,312 @@
+"""The ``local`` connector: a CA whose encrypted key lives in the ca_worker's data directory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+
+from services.ca_worker.connectors.base import (
+    Connector,
+    Denied,
+    Issued,
+    PermanentCAError,
+    SignResult,
+    Template,
+)
+from shared.pki import (
+    CSRError,
+    PrivateKey,
+    cert_pem,
+    key_info,
+    load_certificate,
+    parse_csr,
+    serial_hex,
+    signature_hash_for,
+    weak_key_reason,
+)
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+_KEY_USAGES = {
+    "digitalSignature": "digital_signature",
+    "nonRepudiation": "content_commitment",
+    "contentCommitment": "content_commitment",
+    "keyEncipherment": "key_encipherment",
+    "dataEncipherment": "data_encipherment",
+    "keyAgreement": "key_agreement",
+    "encipherOnly": "encipher_only",
+    "decipherOnly": "decipher_only",
+}
+# RFC 5480 and RFC 8410: EC keys cannot encipher, EdDSA keys can only sign.
+_USAGES_BY_KEY_TYPE = {
+    "ec": frozenset(_KEY_USAGES) - {"keyEncipherment", "dataEncipherment"},
+    "ed25519": frozenset({"digitalSignature", "nonRepudiation", "contentCommitment"}),
+    "ed448": frozenset({"digitalSignature", "nonRepudiation", "contentCommitment"}),
+}
+_EXTENDED_KEY_USAGES = {
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "smartcardLogon": ExtendedKeyUsageOID.SMARTCARD_LOGON,
+}
+# anyExtendedKeyUsage would let a user certificate act as a server certificate, too.
+_FORBIDDEN_EKUS = frozenset(
+    {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+)
+
+
+class _Refused(Exception):
+    """The CA refuses this request; becomes :class:`Denied`."""
+
+
+class LocalConnector(Connector):
+    """Signs with a CA key held in memory, decrypted once at load."""
+
+    type: ClassVar[str] = "local"
+
+    def __init__(self, name: str, key: PrivateKey, cert: x509.Certificate) -> None:
+        self.name = name
+        self._key = key
+        self._cert = cert
+        self._cert_pem = cert_pem(cert)
+        self._hash = signature_hash_for(key)
+        self._aki = _authority_key_identifier(cert, key)
+
+    @classmethod
+    def load(
+        cls, name: str, options: Mapping[str, Any], data_dir: Path, passphrase: bytes
+    ) -> LocalConnector:
+        """Read and decrypt the CA named *name* as configured by *options*."""
+        if not passphrase:
+            raise PermanentCAError(f"CA connector {name!r}: no CA passphrase is configured")
+        key_path = _option_path(name, options, "cakey", data_dir)
+        cert_path = _option_path(name, options, "cacert", data_dir)
+        key = _load_key(name, _read(name, key_path), key_path, passphrase)
+        try:
+            cert = load_certificate(_read(name, cert_path))
+        except ValueError as exc:
+            raise PermanentCAError(f"CA connector {name!r}: {cert_path}: {exc}") from None
+        if cert.public_key() != key.public_key():
+            raise PermanentCAError(f"CA connector {name!r}: the CA key does not match cacert")
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise PermanentCAError(f"CA connector {name!r}: cacert is not a CA certificate")
+        return cls(name, key, cert)
+
+    async def sign(self, csr_pem: str, template: Template) -> SignResult:
+        """Certify *csr_pem*; the work runs in a thread so the event loop stays free."""
+        return await asyncio.to_thread(self._sign, csr_pem, template)
+
+    def ca_certificate(self) -> str:
+        """The CA certificate, PEM."""
+        return self._cert_pem
+
+    def _sign(self, csr_pem: str, template: Template) -> SignResult:
+        """Validate the template and the request, then issue."""
+        _check_key_usage(template)
+        extended_key_usage = _extended_key_usage(template)
+        if template.validity_days <= 0:
+            raise PermanentCAError(f"template {template.name!r}: validity_days must be positive")
+        try:
+            return self._issue(csr_pem, template, extended_key_usage)
+        except _Refused as exc:
+            return Denied(str(exc))
+
+    def _issue(
+        self, csr_pem: str, template: Template, extended_key_usage: x509.ExtendedKeyUsage | None
+    ) -> Issued:
+        """Build and sign the certificate; raise _Refused when the request is unacceptable."""
+        try:
+            csr = parse_csr(csr_pem)
+        except CSRError as exc:
+            raise _Refused(str(exc)) from None
+        public_key = csr.public_key()
+        weakness = weak_key_reason(public_key)
+        if weakness:
+            raise _Refused(f"request: {weakness}")
+        try:
+            san: x509.SubjectAlternativeName | None = csr.extensions.get_extension_for_class(
+                x509.SubjectAlternativeName
+            ).value
+        except x509.ExtensionNotFound:
+            san = None
+        if not csr.subject and san is None:
+            raise _Refused("request: the CSR has neither a subject nor a subjectAltName")
+        not_before, not_after = self._validity(template.validity_days)
+
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(self._cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(self._aki, critical=False)
+        )
+        key_usage = _key_usage(template, public_key)
+        if key_usage is not None:
+            builder = builder.add_extension(key_usage, critical=True)
+        if extended_key_usage is not None:
+            builder = builder.add_extension(extended_key_usage, critical=False)
+        if san is not None:
+            # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
+            builder = builder.add_extension(san, critical=not csr.subject)
+        cert = builder.sign(self._key, self._hash)
+        return Issued(
+            certificate=cert_pem(cert),
+            serial_number=serial_hex(cert.serial_number),
+            subject=cert.subject.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            chain=(self._cert_pem,),
+        )
+
+    def _validity(self, days: int) -> tuple[datetime, datetime]:
+        """Not-before (back-dated for clock skew) and not-after, both inside the CA's validity."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        ca_not_after = self._cert.not_valid_after_utc
+        if ca_not_after <= now:
+            raise PermanentCAError(
+                f"CA connector {self.name!r}: the CA certificate expired on {ca_not_after:%Y-%m-%d}"
+            )
+        not_before = max(now - CLOCK_SKEW, self._cert.not_valid_before_utc)
+        not_after = min(now + timedelta(days=days), ca_not_after)
+        return not_before, not_after
+
+
+def _option_path(name: str, options: Mapping[str, Any], option: str, data_dir: Path) -> Path:
+    """The file an option names, relative to *data_dir* unless absolute."""
+    value = options.get(option)
+    if not isinstance(value, str) or not value:
+        raise PermanentCAError(f"CA connector {name!r}: option {option!r} is required")
+    return data_dir / value
+
+
+def _read(name: str, path: Path) -> bytes:
+    """The bytes of a CA file, or PermanentCAError."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PermanentCAError(
+            f"CA connector {name!r}: cannot read {path}: {exc.strerror}"
+        ) from None
+
+
+def _load_key(name: str, data: bytes, path: Path, passphrase: bytes) -> PrivateKey:
+    """Decrypt the CA key; errors never repeat the passphrase."""
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError:
+        raise PermanentCAError(
+            f"CA connector {name!r}: the CA key {path} is not encrypted; CA keys must be "
+            "encrypted at rest"
+        ) from None
+    except ValueError:
+        raise PermanentCAError(
+            f"CA connector {name!r}: cannot decrypt the CA key {path} "
+            "(wrong CA passphrase, or not a PEM private key)"
+        ) from None
+    except UnsupportedAlgorithm:
+        raise PermanentCAError(f"CA connector {name!r}: unsupported CA key type") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise PermanentCAError(f"CA connector {name!r}: the CA key must be RSA or EC")
+    return key
+
+
+def _authority_key_identifier(
+    cert: x509.Certificate, key: PrivateKey
+) -> x509.AuthorityKeyIdentifier:
+    """The AKI of certificates this CA issues: the CA's own SKI."""
+    try:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _check_key_usage(template: Template) -> None:
+    """Refuse a template whose key usages a user certificate cannot have."""
+    unknown = [u for u in template.key_usage if u not in _KEY_USAGES]
+    if {"keyCertSign", "cRLSign"} & set(unknown):
+        raise PermanentCAError(
+            f"template {template.name!r}: keyCertSign and cRLSign are for CA certificates"
+        )
+    if unknown:
+        raise PermanentCAError(
+            f"template {template.name!r}: unknown key usage {', '.join(unknown)}; "
+            f"known: {', '.join(_KEY_USAGES)}"
+        )
+    usages = set(template.key_usage)
+    if usages & {"encipherOnly", "decipherOnly"} and "keyAgreement" not in usages:
+        raise PermanentCAError(
+            f"template {template.name!r}: encipherOnly and decipherOnly need keyAgreement"
+        )
+
+
+def _key_usage(template: Template, key: CertificatePublicKeyTypes) -> x509.KeyUsage | None:
+    """The template's key usages that fit *key*; None when the template lists none."""
+    if not template.key_usage:
+        return None
+    key_type = key_info(key)[0]
+    fitting = _USAGES_BY_KEY_TYPE.get(key_type, frozenset(_KEY_USAGES))
+    flags = dict.fromkeys(_KEY_USAGES.values(), False)
+    for usage in template.key_usage:
+        if usage in fitting:
+            flags[_KEY_USAGES[usage]] = True
+    if not any(flags.values()):
+        raise _Refused(
+            f"request: an {key_type.upper()} key cannot serve the key usages of template "
+            f"{template.name!r} ({', '.join(template.key_usage)})"
+        )
+    return x509.KeyUsage(
+        digital_signature=flags["digital_signature"],
+        content_commitment=flags["content_commitment"],
+        key_encipherment=flags["key_encipherment"],
+        data_encipherment=flags["data_encipherment"],
+        key_agreement=flags["key_agreement"],
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=flags["encipher_only"],
+        decipher_only=flags["decipher_only"],
+    )
+
+
+def _extended_key_usage(template: Template) -> x509.ExtendedKeyUsage | None:
+    """The template's extended key usages; a user certificate never gets serverAuth."""
+    oids: list[ObjectIdentifier] = []
+    for usage in template.extended_key_usage:
+        oid = _EXTENDED_KEY_USAGES.get(usage)
+        if oid is None:
+            try:
+                oid = ObjectIdentifier(usage)
+            except ValueError:
+                oid = None
+        if oid in _FORBIDDEN_EKUS or usage in ("serverAuth", "anyExtendedKeyUsage"):
+            raise PermanentCAError(
+                f"template {template.name!r}: {usage} is not allowed in a user certificate"
+            )
+        if oid is None:
+            raise PermanentCAError(
+                f"template {template.name!r}: unknown extended key usage {usage!r}; "
+                f"known: {', '.join(_EXTENDED_KEY_USAGES)} or a dotted OID"
+            )
+        if oid not in oids:
+            oids.append(oid)
+    return x509.ExtendedKeyUsage(oids) if oids else None

@@ -1,0 +1,297 @@
+"""The ``certtoken`` command: the one place that composes the three services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from services import __version__
+from shared.config import Settings
+from shared.db.session import Database
+from shared.logs import configure
+
+KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+DEFAULT_CA = "localca"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with help for every command."""
+    parser = argparse.ArgumentParser(
+        prog="certtoken",
+        description="Certificate-token enrollment: api, ca_worker and notifier around RabbitMQ.",
+        epilog="Settings come from CERTTOKEN_* environment variables (see the README).",
+    )
+    parser.add_argument("--version", action="version", version=f"certtoken {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="all three services in one process (SQLite, in-process broker unless AMQP_URL)",
+        description="Run api, ca_worker and notifier in one process. Applies migrations and "
+        f"creates a local CA named {DEFAULT_CA!r} on first start.",
+    )
+    _http_args(run)
+    api = sub.add_parser("api", help="the HTTP API alone (needs CERTTOKEN_AMQP_URL)")
+    _http_args(api)
+    sub.add_parser("ca-worker", help="the CA worker alone: signs CSR jobs from RabbitMQ")
+    sub.add_parser("notifier", help="the notifier alone: consumes token events from RabbitMQ")
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply all Alembic migrations")
+
+    admin = sub.add_parser("admin", help="manage administrators")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    add = admin_sub.add_parser("add", help="add an administrator")
+    add.add_argument("name", help="login name of the new administrator")
+    add.add_argument("-p", "--password", help="password (prompted for when omitted)")
+    admin_sub.add_parser("list", help="list administrators")
+    delete = admin_sub.add_parser("delete", help="delete an administrator")
+    delete.add_argument("name")
+
+    ca = sub.add_parser("ca", help="manage local certificate authorities")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
+    create = ca_sub.add_parser(
+        "create",
+        help="create a local CA and register it as a CA connector of type 'local'",
+        description="Create a self-signed root CA; its private key is stored encrypted "
+        "under CERTTOKEN_DATA_DIR. An existing NAME is an error, never an overwrite.",
+    )
+    create.add_argument("name", help="connector name, e.g. localca")
+    create.add_argument("--subject", help='CA subject, e.g. "/CN=Example CA/O=Example"')
+    create.add_argument("--key-type", choices=KEY_TYPES, default="ec-p256")
+    create.add_argument("--days", type=_positive_int, default=3650, help="validity in days")
+    ca_sub.add_parser("list", help="list CA connectors")
+    return parser
+
+
+def _http_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+class CommandError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``certtoken`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"certtoken: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    handler = _HANDLERS[args.command]
+    try:
+        _run(handler(settings, args))
+    except CommandError as exc:
+        print(f"certtoken: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run *main* on uvloop when it is installed (it is, with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+async def _migrate(settings: Settings) -> None:
+    from shared.db.migrate import upgrade
+
+    if settings.resolved_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade(settings.resolved_database_url)
+
+
+async def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
+    """``db upgrade``."""
+    await _migrate(settings)
+    print("database is at the latest revision")
+
+
+async def cmd_admin(settings: Settings, args: argparse.Namespace) -> None:
+    """``admin add|list|delete``."""
+    from sqlalchemy import delete
+
+    from shared.db.models import Admin
+    from shared.security import hash_password
+
+    await _migrate(settings)
+    async with _database(settings) as db:
+        if args.admin_command == "list":
+            async with db.read() as session:
+                for admin in await session.scalars(select(Admin).order_by(Admin.name)):
+                    print(admin.name)
+            return
+        if args.admin_command == "delete":
+            async with db.write() as session:
+                result = await session.execute(delete(Admin).where(Admin.name == args.name))
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise CommandError(f"no administrator named {args.name!r}")
+            print(f"administrator {args.name!r} deleted")
+            return
+        async with db.read() as session:
+            if await session.scalar(select(Admin).where(Admin.name == args.name)):
+                raise CommandError(f"administrator {args.name!r} exists already")
+        password = args.password or _prompt_password()
+        if len(password) < 8:
+            raise CommandError("the password must have at least 8 characters")
+        hashed = await asyncio.to_thread(hash_password, password)
+        async with db.write() as session:
+            session.add(Admin(name=args.name, password_hash=hashed))
+        print(f"administrator {args.name!r} added")
+
+
+def _prompt_password() -> str:
+    if not sys.stdin.isatty():
+        raise CommandError("no password given: use -p or run in a terminal")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise CommandError("the passwords differ")
+    return first
+
+
+async def cmd_ca(settings: Settings, args: argparse.Namespace) -> None:
+    """``ca create|list``."""
+    from services.ca_worker.ca_create import CAExistsError, create_local_ca
+    from shared.db.models import CAConnector
+
+    await _migrate(settings)
+    async with _database(settings) as db:
+        if args.ca_command == "list":
+            async with db.read() as session:
+                for row in await session.scalars(select(CAConnector).order_by(CAConnector.name)):
+                    print(f"{row.name}\t{row.type}")
+            return
+        print(f"creating CA {args.name!r} with a {args.key_type} key ...", file=sys.stderr)
+        try:
+            connector = await create_local_ca(
+                settings,
+                db,
+                args.name,
+                subject=args.subject,
+                key_type=args.key_type,
+                days=args.days,
+            )
+        except (CAExistsError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        print(f"CA connector {connector.name!r} (type local) created")
+        print(connector.cacert, end="")
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """The database named by the settings, disposed of afterwards."""
+    db = Database(settings.resolved_database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    """``run``: the embedded system in one process."""
+    from services.api.app import create_app
+    from services.ca_worker.ca_create import create_local_ca
+    from services.ca_worker.service import CAWorker
+    from services.notifier.service import Notifier
+    from services.runtime import Component, broker_for, http_server, serve
+    from shared.db.models import CAConnector
+
+    configure("certtoken", settings.log_level, settings.log_json)
+    await _migrate(settings)
+    async with _database(settings) as db:
+        async with db.read() as session:
+            has_ca = await session.scalar(select(CAConnector.name).limit(1))
+        if not has_ca:
+            await create_local_ca(settings, db, DEFAULT_CA)
+            print(f"created a local CA connector {DEFAULT_CA!r}", file=sys.stderr)
+        broker = broker_for(settings)
+        app = create_app(settings, broker, manage_broker=False, db=db)
+        components: list[Component] = [CAWorker(settings, broker, db), Notifier(broker)]
+        await serve(components, [http_server(app, args.host, args.port)], broker)
+
+
+async def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
+    """``api``: the HTTP API alone."""
+    from services.api.app import create_app
+    from services.runtime import broker_for, http_server, serve
+
+    _require_amqp(settings)
+    configure("api", settings.log_level, settings.log_json)
+    app = create_app(settings, broker_for(settings))
+    await serve([], [http_server(app, args.host, args.port)], None)
+
+
+async def cmd_ca_worker(settings: Settings, args: argparse.Namespace) -> None:
+    """``ca-worker``: the CA worker alone."""
+    from services.ca_worker.service import CAWorker
+
+    await _run_worker(settings, "ca_worker", lambda broker, db: CAWorker(settings, broker, db))
+
+
+async def cmd_notifier(settings: Settings, args: argparse.Namespace) -> None:
+    """``notifier``: the notifier alone."""
+    from services.notifier.service import Notifier
+
+    await _run_worker(settings, "notifier", lambda broker, db: Notifier(broker))
+
+
+async def _run_worker(settings: Settings, name: str, factory: Callable[..., Any]) -> None:
+    from services.runtime import broker_for, http_server, serve
+    from shared.health import health_app, readiness_check
+
+    _require_amqp(settings)
+    configure(name, settings.log_level, settings.log_json)
+    broker = broker_for(settings)
+    async with _database(settings) as db:
+        servers = []
+        if settings.health_port:
+            app = health_app(readiness_check(db, broker))
+            servers.append(http_server(app, settings.health_host, settings.health_port))
+        await serve([factory(broker, db)], servers, broker)
+
+
+def _require_amqp(settings: Settings) -> None:
+    if not settings.amqp_url:
+        raise CommandError(
+            "CERTTOKEN_AMQP_URL is required for a service on its own; "
+            "`certtoken run` runs all three with an in-process broker"
+        )
+
+
+_HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]] = {
+    "run": cmd_run,
+    "api": cmd_api,
+    "ca-worker": cmd_ca_worker,
+    "notifier": cmd_notifier,
+    "db": cmd_db,
+    "admin": cmd_admin,
+    "ca": cmd_ca,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Running services until SIGTERM/SIGINT, then draining them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import uvicorn
+
+from shared.config import Settings
+from shared.messaging.base import Broker
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A service part that starts and drains."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class HttpServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the runtime decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def http_server(app: Any, host: str, port: int) -> HttpServer:
+    """An HTTP server for *app* that logs through certtoken's handlers."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    return HttpServer(config)
+
+
+def broker_for(settings: Settings) -> Broker:
+    """RabbitMQ when an AMQP URL is set, else the in-process broker."""
+    kwargs: dict[str, Any] = {
+        "prefetch": settings.prefetch,
+        "retry_delays_ms": settings.retry_delays_ms,
+        "max_attempts": settings.max_attempts,
+    }
+    if settings.amqp_url:
+        from shared.messaging.amqp import AmqpBroker
+
+        return AmqpBroker(settings.amqp_url, **kwargs)
+    from shared.messaging.memory import MemoryBroker
+
+    return MemoryBroker(**kwargs)
+
+
+async def serve(
+    components: Sequence[Component], servers: Sequence[HttpServer], broker: Broker | None
+) -> None:
+    """Start components, then serve HTTP until a signal; stop HTTP first, then components."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Component] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if broker is not None:
+            await broker.start()
+        for component in components:
+            await component.start()
+            started.append(component)
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        log.info("stopping: draining in-flight work")
+    finally:
+        for server in servers:
+            server.should_exit = True
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for component in reversed(started):
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("error while stopping a component")
+        if broker is not None:
+            await broker.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise RuntimeError("HTTP server failed") from task.exception()

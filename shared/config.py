@@ -1,0 +1,96 @@
+"""Settings shared by every certtoken command, read from ``CERTTOKEN_*`` variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Validated configuration; every service and the CLI build it the same way."""
+
+    model_config = SettingsConfigDict(env_prefix="CERTTOKEN_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    amqp_url: str = ""
+    secret_key: str = Field(default="", repr=False)
+    secret_key_file: Path | None = None
+    ca_passphrase: str = Field(default="", repr=False)
+    ca_passphrase_file: Path | None = None
+    init_wait_seconds: float = Field(default=5.0, ge=0, le=120)
+    jwt_lifetime_seconds: int = Field(default=3600, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+    prefetch: int = Field(default=64, gt=0)
+    retry_delays_ms: list[int] = Field(default=[1000, 5000, 30000, 120000])
+    max_attempts: int = Field(default=6, gt=0)
+    outbox_batch: int = Field(default=200, gt=0)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_lease_seconds: float = Field(default=30.0, gt=0)
+    health_port: int = Field(default=0, ge=0, le=65535)
+    health_host: str = "127.0.0.1"
+
+    @field_validator("amqp_url", "database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("retry_delays_ms")
+    @classmethod
+    def _delays(cls, value: list[int]) -> list[int]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("retry delays must be positive milliseconds")
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to an SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'certtoken.db').resolve()}"
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The signing and encryption secret; generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        if self.secret_key_file is not None:
+            return self.secret_key_file.read_text().strip()
+        return _read_or_create_secret(self.data_dir / "secret_key")
+
+    @cached_property
+    def resolved_ca_passphrase(self) -> bytes:
+        """The passphrase that encrypts local CA keys at rest."""
+        if self.ca_passphrase:
+            return self.ca_passphrase.encode()
+        if self.ca_passphrase_file is not None:
+            return self.ca_passphrase_file.read_text().strip().encode()
+        return _read_or_create_secret(self.data_dir / "ca_passphrase").encode()
+
+    @property
+    def ca_dir(self) -> Path:
+        """Where local CA material lives."""
+        return self.data_dir / "ca"
+
+
+def _read_or_create_secret(path: Path) -> str:
+    """Return the secret in *path*, creating it (mode 0600) when missing."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value

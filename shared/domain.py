@@ -1,0 +1,59 @@
+"""Certificate-token vocabulary shared by the api and the ca_worker: pure code only."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+
+TOKEN_TYPE = "certificate"
+SERIAL_PREFIX = "CRT"
+
+
+class RolloutState(StrEnum):
+    """privacyIDEA's rollout states of a certificate token, plus certtoken's own."""
+
+    SUBMITTED = "submitted"
+    PENDING = "pending"
+    ENROLLED = "enrolled"
+    DENIED = "denied"
+    FAILED = "failed"
+    REVOKED = "revoked"
+
+
+_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = {
+    RolloutState.SUBMITTED: frozenset(
+        {RolloutState.ENROLLED, RolloutState.PENDING, RolloutState.DENIED, RolloutState.FAILED}
+    ),
+    RolloutState.PENDING: frozenset({RolloutState.ENROLLED, RolloutState.DENIED}),
+    RolloutState.ENROLLED: frozenset({RolloutState.REVOKED}),
+    RolloutState.DENIED: frozenset(),
+    RolloutState.FAILED: frozenset(),
+    RolloutState.REVOKED: frozenset(),
+}
+
+FINAL_FOR_INIT = frozenset(
+    {RolloutState.ENROLLED, RolloutState.PENDING, RolloutState.DENIED, RolloutState.FAILED}
+)
+"""States that end the wait of ``POST /token/init``."""
+
+
+def can_transition(current: RolloutState, new: RolloutState) -> bool:
+    """Whether a token may move from *current* to *new*."""
+    return new in _TRANSITIONS[current]
+
+
+def new_serial() -> str:
+    """A token serial: ``CRT`` and eight hex digits."""
+    return f"{SERIAL_PREFIX}{secrets.token_hex(4).upper()}"
+
+
+class EventType(StrEnum):
+    """Event names, privacyIDEA's spelling."""
+
+    TOKEN_INIT = "token_init"
+    TOKEN_UPDATE = "token_update"
+    TOKEN_REVOKE = "token_revoke"
+    TOKEN_DELETE = "token_delete"
+
+
+JOB_CSR_SIGN = "csr.sign"

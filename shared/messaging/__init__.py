@@ -1,0 +1,1 @@
+"""Messaging: topology, broker adapters (RabbitMQ and in-process), outbox relay."""

@@ -1,0 +1,199 @@
+"""Transactional outbox: rows written with the business change, then published.
+
+The writer publishes its own rows right after commit (``OutboxRelay.send``); rows are
+written already claimed for a lease, so no other relay takes them meanwhile. The relay's
+sweep publishes whatever a crash or a broker outage left behind once the lease has run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import OutboxMessage, utcnow
+from shared.db.session import Database
+from shared.events import CloudEvent, encode
+from shared.messaging.base import Broker, Message
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = timedelta(seconds=30)
+
+
+def enqueue(
+    session: AsyncSession,
+    exchange: str,
+    routing_key: str,
+    event: CloudEvent,
+    lease: timedelta = DEFAULT_LEASE,
+) -> OutboxMessage:
+    """Add *event* to the outbox inside the caller's transaction, claimed by the caller."""
+    row = OutboxMessage(
+        message_id=event.id,
+        exchange=exchange,
+        routing_key=routing_key,
+        message_type=event.type,
+        body=encode(event),
+        correlation_id=event.correlation_id,
+        claimed_until=utcnow() + lease,
+    )
+    session.add(row)
+    return row
+
+
+class OutboxRelay:
+    """Publishes outbox rows with confirms and deletes them; several relays may run."""
+
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        *,
+        batch: int = 200,
+        poll_seconds: float = 1.0,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self._db = db
+        self._broker = broker
+        self._batch = batch
+        self._poll = poll_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self._published: list[int] = []
+        self._released: list[int] = []
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.published = 0
+
+    def start(self) -> None:
+        """Run the sweep and the bookkeeping in the background."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._sweep_loop(), name="outbox-sweep"),
+                asyncio.create_task(self._bookkeeping_loop(), name="outbox-bookkeeping"),
+            ]
+
+    async def stop(self) -> None:
+        """Stop the loops, then record what was published."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        try:
+            await self._settle()
+        except Exception:
+            log.warning("outbox bookkeeping at stop failed; rows will be published again")
+
+    async def send(self, rows: Sequence[OutboxMessage]) -> None:
+        """Publish rows this process just committed; failures are left to the sweep."""
+        results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "outbox publish failed; the sweep retries it",
+                    extra={"message_id": row.message_id, "error": repr(result)},
+                )
+                self._released.append(row.id)
+            else:
+                self._published.append(row.id)
+        self._dirty.set()
+
+    async def flush(self) -> int:
+        """Claim unclaimed or expired rows, publish them and settle; return how many."""
+        rows = await self._claim()
+        if rows:
+            await self.send(rows)
+            await self._settle()
+        return len(rows)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                while await self.flush() >= self._batch:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox sweep failed; will retry", extra={"error": str(exc)})
+            await asyncio.sleep(self._poll)
+
+    async def _bookkeeping_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._settle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox bookkeeping failed; will retry", extra={"error": str(exc)})
+                await asyncio.sleep(self._poll)
+                self._dirty.set()
+
+    async def _settle(self) -> None:
+        """Delete published rows and release failed claims, in one transaction."""
+        published, self._published = self._published, []
+        released, self._released = self._released, []
+        if not published and not released:
+            return
+        try:
+            async with self._db.write() as session:
+                if published:
+                    await session.execute(
+                        delete(OutboxMessage).where(OutboxMessage.id.in_(published))
+                    )
+                if released:
+                    await session.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id.in_(released))
+                        .values(claimed_until=None)
+                    )
+        except BaseException:
+            self._published.extend(published)
+            self._released.extend(released)
+            raise
+        self.published += len(published)
+
+    async def _claim(self) -> list[OutboxMessage]:
+        now = utcnow()
+        claimable = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
+        # A cheap read first, so an idle relay never takes SQLite's write lock.
+        async with self._db.read() as session:
+            if await session.scalar(select(OutboxMessage.id).where(claimable).limit(1)) is None:
+                return []
+        async with self._db.write() as session:
+            ids = (
+                select(OutboxMessage.id)
+                .where(claimable)
+                .order_by(OutboxMessage.id)
+                .limit(self._batch)
+                .with_for_update(skip_locked=True)
+            )
+            # The outer WHERE repeats the claim test so that a concurrent relay's
+            # claim, committed meanwhile, is re-checked (PostgreSQL re-evaluates it).
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids.scalar_subquery()), claimable)
+                .values(claimed_until=now + self.lease)
+                .returning(OutboxMessage)
+            )
+            rows = list(result.scalars())
+        rows.sort(key=lambda r: r.id)
+        return rows
+
+    async def _publish(self, row: OutboxMessage) -> None:
+        message = Message(
+            body=row.body.encode(),
+            message_id=row.message_id,
+            type=row.message_type,
+            correlation_id=row.correlation_id,
+            routing_key=row.routing_key,
+        )
+        await self._broker.publish(row.exchange, row.routing_key, message)

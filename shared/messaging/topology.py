@@ -1,0 +1,39 @@
+"""Exchange, queue and routing-key names: the one place they are spelled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+JOBS_EXCHANGE = "certtoken.jobs"
+EVENTS_EXCHANGE = "certtoken.events"
+
+CSR_SIGN = "csr.sign"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A durable work queue, its bindings, and its retry and parking queues."""
+
+    name: str
+    exchange: str
+    routing_keys: tuple[str, ...]
+
+    @property
+    def parking(self) -> str:
+        """Where messages go after the last attempt, for an operator to inspect and replay."""
+        return f"{self.name}.parking"
+
+    def retry_queue(self, delay_ms: int) -> str:
+        """The delay queue that holds a message *delay_ms* before it returns to this queue."""
+        return f"{self.name}.retry.{delay_ms}"
+
+
+CA_WORKER_QUEUE = QueueSpec("certtoken.ca_worker", JOBS_EXCHANGE, (CSR_SIGN,))
+NOTIFIER_QUEUE = QueueSpec("certtoken.notifier", EVENTS_EXCHANGE, ("token.#",))
+
+WORK_QUEUES = (CA_WORKER_QUEUE, NOTIFIER_QUEUE)
+
+
+def event_routing_key(event_type: str) -> str:
+    """``token_init`` -> ``token.init``: privacyIDEA's event name as a topic key."""
+    return event_type.replace("_", ".", 1)

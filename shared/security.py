@@ -1,0 +1,120 @@
+"""Password hashing, access tokens and encryption of stored secrets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+from cryptography.fernet import Fernet, InvalidToken
+
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+
+
+def hash_password(password: str) -> str:
+    """Hash *password* with scrypt (memory-hard) and a random salt."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
+    return "$".join(
+        ["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)]
+    )
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether *password* matches the *stored* hash, in constant time."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = _unb64(digest)
+        actual = hashlib.scrypt(
+            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: a name, a role (admin or user) and, for users, a realm."""
+
+    username: str
+    role: str
+    realm: str = ""
+
+
+class InvalidAccessToken(Exception):
+    """The access token is missing, expired, forged or malformed."""
+
+
+def issue_token(identity: Identity, secret: str, lifetime: int) -> str:
+    """A signed, expiring access token (JWT, HS256) for *identity*."""
+    now = int(time.time())
+    claims = {
+        "sub": identity.username,
+        "role": identity.role,
+        "realm": identity.realm,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "iss": "certtoken",
+    }
+    return jwt.encode(claims, _jwt_key(secret), algorithm="HS256")
+
+
+def read_token(token: str, secret: str) -> Identity:
+    """Verify *token* and return whom it names."""
+    try:
+        claims = jwt.decode(
+            token,
+            _jwt_key(secret),
+            algorithms=["HS256"],
+            issuer="certtoken",
+            options={"require": ["exp", "sub", "role"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidAccessToken(str(exc)) from exc
+    role = claims.get("role")
+    if role not in ("admin", "user"):
+        raise InvalidAccessToken("unknown role")
+    return Identity(username=str(claims["sub"]), role=role, realm=str(claims.get("realm", "")))
+
+
+def _jwt_key(secret: str) -> bytes:
+    return hashlib.sha256(b"certtoken-jwt\0" + secret.encode()).digest()
+
+
+class SecretBox:
+    """Encrypts secrets stored in the database (connector passwords, generated keys)."""
+
+    def __init__(self, secret: str) -> None:
+        key = hashlib.sha256(b"certtoken-secretbox\0" + secret.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def seal(self, plaintext: bytes) -> str:
+        """Encrypt and authenticate *plaintext*."""
+        return self._fernet.encrypt(plaintext).decode()
+
+    def open(self, sealed: str) -> bytes:
+        """Decrypt what :meth:`seal` made; raise ValueError if it was altered."""
+        try:
+            return self._fernet.decrypt(sealed.encode())
+        except InvalidToken as exc:
+            raise ValueError("sealed secret does not verify") from exc

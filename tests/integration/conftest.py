@@ -1,0 +1,30 @@
+"""Fixtures: a running system on the in-process broker and on real RabbitMQ."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.amqp import vhost_url
+from tests.support.stack import Stack, prepare, running_stack, test_settings
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    """A fresh RabbitMQ vhost; fails (never skips) when RabbitMQ is unreachable."""
+    with vhost_url() as url:
+        yield url
+
+
+@pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.rabbitmq)])
+async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The system with SQLite, on each broker."""
+    overrides = {}
+    if request.param == "amqp":
+        overrides["amqp_url"] = request.getfixturevalue("amqp_url")
+    settings = test_settings(tmp_path / "data", **overrides)
+    await prepare(settings)
+    async with running_stack(settings) as running:
+        yield running

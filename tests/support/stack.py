@@ -1,0 +1,109 @@
+"""The whole system in the test's event loop, served over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.api.app import create_app
+from services.ca_worker.ca_create import create_local_ca
+from services.ca_worker.service import CAWorker
+from services.notifier.service import Notifier
+from services.runtime import broker_for, http_server
+from shared.config import Settings
+from shared.db.migrate import upgrade
+from shared.db.models import Admin
+from shared.db.session import Database
+from shared.messaging.base import Broker
+from shared.security import hash_password
+
+ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
+
+
+@dataclass
+class Stack:
+    """A running system and what tests need to talk to it."""
+
+    url: str
+    settings: Settings
+    db: Database
+    broker: Broker
+    worker: CAWorker
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        """An HTTP client for the api, authenticated when *token* is given."""
+        headers = {"Authorization": token} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+    async def admin_token(self) -> str:
+        """Log in as the test administrator."""
+        async with self.client() as client:
+            answer = await client.post(
+                "/auth", json={"username": ADMIN, "password": ADMIN_PASSWORD}
+            )
+        answer.raise_for_status()
+        token: str = answer.json()["result"]["value"]["token"]
+        return token
+
+
+def test_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test: fast retries and polls, human-readable logs."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "log_json": False,
+        "retry_delays_ms": [100, 300],
+        "max_attempts": 4,
+        "outbox_poll_seconds": 0.2,
+        "init_wait_seconds": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def prepare(settings: Settings, ca: str = "localca") -> None:
+    """Migrate, create a local CA and an administrator, as an operator would."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        await create_local_ca(settings, db, ca)
+        async with db.write() as session:
+            session.add(Admin(name=ADMIN, password_hash=hash_password(ADMIN_PASSWORD)))
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings, *, worker: bool = True) -> AsyncIterator[Stack]:
+    """api, ca_worker and notifier in this event loop; the api on an ephemeral port."""
+    db = Database(settings.resolved_database_url)
+    broker = broker_for(settings)
+    await broker.start()
+    ca_worker = CAWorker(settings, broker, db)
+    notifier = Notifier(broker)
+    if worker:
+        await ca_worker.start()
+    await notifier.start()
+    app = create_app(settings, broker, manage_broker=False, db=db)
+    server = http_server(app, "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield Stack(f"http://127.0.0.1:{port}", settings, db, broker, ca_worker)
+    finally:
+        server.should_exit = True
+        await task
+        await notifier.stop()
+        await ca_worker.stop()
+        await broker.close()
+        await db.dispose()
