@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,6 +41,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
+    """Write transactions so far: count, seconds spent in them, seconds waiting for a turn."""
+    values: dict[str, float] = {}
+    for line in httpx.get(metrics_url).text.splitlines():
+        if line.startswith("certtoken_db_"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return (
+        values.get("certtoken_db_write_seconds_count", 0.0),
+        values.get("certtoken_db_write_seconds_sum", 0.0),
+        values.get("certtoken_db_write_wait_seconds_sum", 0.0),
+        values.get("certtoken_db_lock_wait_seconds_sum", 0.0),
+    )
+
+
 def percentile(values: list[float], pct: float) -> float:
     """The *pct* percentile of *values* (nearest rank)."""
     ordered = sorted(values)
@@ -51,38 +67,36 @@ async def run_level(url: str, token: str, csrs: list[str], concurrency: int) -> 
     """Send every CSR with *concurrency* requests in flight; return the figures."""
     latencies: list[float] = []
     errors = 0
-    cert_serials: list[str] = []
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for csr in csrs:
-        queue.put_nowait(csr)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": token}, timeout=30, limits=limits
+    certificates: list[str] = []
+    pending = iter(csrs)
+    # aiohttp: a client light enough that the services, not the client, are measured.
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(
+        url, headers={"Authorization": token}, connector=connector
     ) as client:
 
         async def worker() -> None:
             nonlocal errors
-            while not queue.empty():
-                csr = queue.get_nowait()
+            for csr in pending:
+                body = {
+                    "type": "certificate",
+                    "request": csr,
+                    "ca": "benchca",
+                    "user": "alice",
+                    "realm": "bench",
+                }
                 started = time.perf_counter()
                 try:
-                    answer = await client.post(
-                        "/token/init",
-                        json={
-                            "type": "certificate",
-                            "request": csr,
-                            "ca": "benchca",
-                            "user": "alice",
-                            "realm": "bench",
-                        },
-                    )
-                    detail = answer.json().get("detail", {})
-                    ok = answer.status_code == 200 and detail.get("rollout_state") == "enrolled"
-                except httpx.HTTPError:
+                    async with client.post("/token/init", json=body) as answer:
+                        payload = await answer.json()
+                        status = answer.status
+                    detail = payload.get("detail", {})
+                    ok = status == 200 and detail.get("rollout_state") == "enrolled"
+                except aiohttp.ClientError:
                     ok, detail = False, {}
                 latencies.append(time.perf_counter() - started)
                 if ok:
-                    cert_serials.append(detail["certificate"])
+                    certificates.append(detail["certificate"])
                 else:
                     errors += 1
 
@@ -96,12 +110,12 @@ async def run_level(url: str, token: str, csrs: list[str], concurrency: int) -> 
         "p95": percentile(latencies, 95) * 1000,
         "p99": percentile(latencies, 99) * 1000,
         "errors": errors,
-        "duplicates": len(cert_serials) - len(set(cert_serials)),
+        "duplicates": len(certificates) - len(set(certificates)),
     }
 
 
-def start_system(procs: Processes) -> str:
-    """Prepare the database and CA, then start the three services; return the api URL."""
+def start_system(procs: Processes) -> tuple[str, dict[str, str]]:
+    """Prepare the database and CA, start the three services; return api and metrics URLs."""
     for args in (
         ("db", "upgrade"),
         ("ca", "create", "benchca", "--key-type", "ec-p256"),
@@ -120,6 +134,7 @@ def start_system(procs: Processes) -> str:
     )
     url = f"http://127.0.0.1:{port}"
     procs.wait_http("api", f"{url}/readyz")
+    metrics = {"api": f"{url}/metrics"}
     for name in ("ca-worker", "notifier"):
         health = free_port()
         procs.start(
@@ -128,7 +143,8 @@ def start_system(procs: Processes) -> str:
             extra_env={"CERTTOKEN_HEALTH_PORT": str(health), "CERTTOKEN_LOG_LEVEL": "WARNING"},
         )
         procs.wait_http(name, f"http://127.0.0.1:{health}/readyz")
-    return url
+        metrics[name] = f"http://127.0.0.1:{health}/metrics"
+    return url, metrics
 
 
 def bench_database(database: str, requests: int, levels: list[int]) -> None:
@@ -141,7 +157,7 @@ def bench_database(database: str, requests: int, levels: list[int]) -> None:
             db_url, dropper = create_postgres_db()
         procs = Processes(service_env(workdir / "data", amqp, db_url), workdir)
         try:
-            url = start_system(procs)
+            url, metrics = start_system(procs)
             token = httpx.post(f"{url}/auth", json=ADMIN).json()["result"]["value"]["token"]
             httpx.post(
                 f"{url}/user/",
@@ -158,6 +174,7 @@ def bench_database(database: str, requests: int, levels: list[int]) -> None:
             for level in levels:
                 csrs = [make_csr(f"c{level}-{i}") for i in range(requests)]
                 before = {n: cpu_seconds(procs.running[n].pid) for n in names}
+                writes_before = {n: write_stats(metrics[n]) for n in ("api", "ca-worker")}
                 client_before = time.process_time()
                 fig = asyncio.run(run_level(url, token, csrs, level))
                 spent = [cpu_seconds(procs.running[n].pid) - before[n] for n in names]
@@ -168,6 +185,15 @@ def bench_database(database: str, requests: int, levels: list[int]) -> None:
                     f"{fig['p99']:>8.1f} {fig['errors']:>6} {fig['duplicates']:>5}   {cpu}",
                     flush=True,
                 )
+                for name, (count0, secs0, wait0, lock0) in writes_before.items():
+                    count, secs, wait, lock = write_stats(metrics[name])
+                    n = max(count - count0, 1)
+                    print(
+                        f"        {name}: {count - count0:.0f} write transactions, "
+                        f"{1000 * (secs - secs0) / n:.2f} ms each, "
+                        f"{1000 * (wait - wait0) / n:.2f} ms queued for a turn, "
+                        f"{1000 * (lock - lock0) / n:.2f} ms for SQLite's lock"
+                    )
             rss = {name: peak_rss_mib(p.pid) for name, p in procs.running.items()}
             print("peak RSS MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
         finally:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services import __version__
 from services.api.context import ApiContext
+from services.api.enrollment import EnrollmentStore
 from services.api.envelope import error
 from services.api.errors import ApiError
 from services.api.middleware import CorrelationMiddleware
@@ -52,7 +53,7 @@ def create_app(
         waiter = OutcomeWaiter()
         subscription = await broker.subscribe(EVENTS_EXCHANGE, "token.#", waiter.on_event)
         relay.start()
-        app.state.ctx = ApiContext(settings, own_db, broker, relay, waiter)
+        app.state.ctx = ApiContext(settings, own_db, broker, relay, waiter, EnrollmentStore(own_db))
         app.state.readiness = readiness_check(own_db, broker)
         log.info("api started")
         try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from services.api.enrollment import EnrollmentStore
 from services.api.waiter import OutcomeWaiter
 from shared.config import Settings
 from shared.db.session import Database
@@ -15,13 +16,14 @@ from shared.messaging.outbox import OutboxRelay
 
 @dataclass
 class ApiContext:
-    """Settings, database, broker, outbox relay and outcome waiter."""
+    """Settings, database, broker, outbox relay, outcome waiter, enrollment store."""
 
     settings: Settings
     db: Database
     broker: Broker
     relay: OutboxRelay
     waiter: OutcomeWaiter
+    enrollments: EnrollmentStore
 
 
 def get_context(request: Request) -> ApiContext:

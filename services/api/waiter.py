@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from typing import Any
 
-from shared.domain import FINAL_FOR_INIT, RolloutState
+from shared.domain import FINAL_FOR_INIT
 from shared.events import MalformedEvent, decode
 from shared.messaging.base import Message
 
@@ -14,18 +15,18 @@ log = logging.getLogger(__name__)
 
 
 class OutcomeWaiter:
-    """Futures keyed by token serial, resolved when an event reports a final state."""
+    """Futures keyed by token serial, resolved with the event data of a final state."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, set[asyncio.Future[str]]] = defaultdict(set)
+        self._waiting: dict[str, set[asyncio.Future[dict[str, Any]]]] = defaultdict(set)
 
-    def expect(self, serial: str) -> asyncio.Future[str]:
+    def expect(self, serial: str) -> asyncio.Future[dict[str, Any]]:
         """Register interest before the job is committed, so no event can be missed."""
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[serial].add(future)
         return future
 
-    def discard(self, serial: str, future: asyncio.Future[str]) -> None:
+    def discard(self, serial: str, future: asyncio.Future[dict[str, Any]]) -> None:
         """Forget *future* (the request has answered)."""
         futures = self._waiting.get(serial)
         if futures is None:
@@ -47,7 +48,7 @@ class OutcomeWaiter:
             return
         for future in self._waiting.get(serial, ()):
             if not future.done():
-                future.set_result(RolloutState(state).value)
+                future.set_result(event.data)
 
     @property
     def waiting(self) -> int:

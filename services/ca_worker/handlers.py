@@ -3,68 +3,49 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from sqlalchemy import update
 
 from services.ca_worker.connectors.base import (
     Connector,
     Denied,
-    Issued,
-    Pending,
     PermanentCAError,
     SignResult,
     Template,
     TemporaryCAError,
 )
 from services.ca_worker.registry import ConnectorRegistry
-from shared.db.models import CAConnector, IssuedCertificate, OutboxMessage, Token, utcnow
-from shared.db.session import Database
-from shared.domain import EventType, RolloutState
-from shared.events import MalformedEvent, decode, new_event
+from services.ca_worker.tokenbook import LostRace, Outcome, TokenBook
+from shared.domain import RolloutState
+from shared.events import MalformedEvent, decode
 from shared.logs import correlation_id
 from shared.messaging.base import Message, Reject, RetryLater
-from shared.messaging.outbox import OutboxRelay, enqueue
-from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
+from shared.messaging.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 
-SOURCE = "certtoken/ca_worker"
-
-
-class _LostRace(Exception):
-    """Another worker recorded this token's outcome first."""
-
 
 class SignHandler:
-    """Handles ``csr.sign``: idempotent, so a redelivered job never signs twice."""
+    """Handles ``csr.sign``: idempotent, so a redelivered job never records twice."""
 
-    def __init__(
-        self,
-        db: Database,
-        connectors: ConnectorRegistry,
-        relay: OutboxRelay,
-    ) -> None:
-        self._db = db
+    def __init__(self, book: TokenBook, connectors: ConnectorRegistry, relay: OutboxRelay) -> None:
+        self._book = book
         self._connectors = connectors
         self._relay = relay
 
     async def __call__(self, message: Message) -> None:
-        """Sign the token's CSR and record the outcome with its event, in one transaction."""
+        """Sign the token's CSR, record the outcome with its event, publish the event."""
         try:
             job = decode(message.body)
             serial = str(job.data["serial"])
         except (MalformedEvent, KeyError) as exc:
             raise Reject(f"malformed csr.sign job: {exc}") from exc
-        correlation_id.set(job.correlation_id or message.correlation_id)
+        cid = job.correlation_id or message.correlation_id
+        correlation_id.set(cid)
 
-        # A short read: on SQLite every transaction holds the write lock (BEGIN IMMEDIATE).
-        async with self._db.read() as session:
-            token = await session.get(Token, serial)
-            row = await session.get(CAConnector, token.ca) if token else None
-        if token is None:
+        loaded = await self._book.load(serial)
+        if loaded is None:
             log.warning("csr.sign for an unknown token; dropped", extra={"serial": serial})
             return
+        token = loaded.token
         if token.rollout_state != RolloutState.SUBMITTED:
             log.info(
                 "token already handled; job acknowledged",
@@ -73,106 +54,31 @@ class SignHandler:
             return
         result: SignResult
         try:
-            connector = await self._connectors.get(token.ca, row)
+            connector = await self._connectors.get(token.ca, loaded.connector)
         except PermanentCAError as exc:
             result = Denied(str(exc))
         else:
-            result = await self._sign(connector, token, message)
+            result = await self._sign(connector, token.request, token.template, message)
         try:
-            event = await self._record(token, result)
-        except _LostRace:
+            event = await self._book.record(Outcome(token, result, cid))
+        except LostRace:
             log.info("token outcome recorded by another worker", extra={"serial": serial})
             return
+        log.info(
+            "token outcome recorded", extra={"serial": serial, "result": type(result).__name__}
+        )
         await self._relay.send([event])
 
-    async def _sign(self, connector: Connector, token: Token, message: Message) -> SignResult:
-        template = Template(name=token.template or "default")
+    async def _sign(
+        self, connector: Connector, csr: str, template: str, message: Message
+    ) -> SignResult:
         try:
-            result = await connector.sign(token.request, template)
+            return await connector.sign(csr, Template(name=template or "default"))
         except TemporaryCAError as exc:
             log.warning(
                 "CA temporarily unavailable; will retry",
-                extra={"serial": token.serial, "attempt": message.attempt, "error": str(exc)},
+                extra={"attempt": message.attempt, "error": str(exc)},
             )
             raise RetryLater(str(exc)) from exc
         except PermanentCAError as exc:
             return Denied(str(exc))
-        return result
-
-    async def _record(self, token: Token, result: SignResult) -> OutboxMessage:
-        """Write the outcome only if the token is still ``submitted`` (first writer wins)."""
-        state, values, info = _outcome(token, result)
-        async with self._db.write() as session:
-            updated = await session.execute(
-                update(Token)
-                .where(Token.serial == token.serial, Token.rollout_state == RolloutState.SUBMITTED)
-                .values(rollout_state=state, info=info, updated_at=utcnow(), **values)
-            )
-            if updated.rowcount != 1:  # type: ignore[attr-defined]
-                raise _LostRace(token.serial)
-            if isinstance(result, Issued):
-                session.add(
-                    IssuedCertificate(
-                        ca=token.ca,
-                        serial_number=result.serial_number,
-                        token_serial=token.serial,
-                        subject=result.subject,
-                        not_before=result.not_before,
-                        not_after=result.not_after,
-                        certificate=result.certificate,
-                    )
-                )
-            event = new_event(
-                EventType.TOKEN_INIT,
-                SOURCE,
-                token.serial,
-                _event_data(token, state, info),
-                correlation_id.get(),
-            )
-            row = enqueue(
-                session, EVENTS_EXCHANGE, event_routing_key(event.type), event, self._relay.lease
-            )
-        log.info("token outcome recorded", extra={"serial": token.serial, "rollout_state": state})
-        return row
-
-
-def _outcome(
-    token: Token, result: SignResult
-) -> tuple[RolloutState, dict[str, Any], dict[str, Any]]:
-    """The new state, column values and token info for a connector's answer."""
-    info = dict(token.info)
-    if isinstance(result, Issued):
-        info.update(
-            certificate_serial=result.serial_number,
-            certificate_subject=result.subject,
-            certificate_not_after=result.not_after.isoformat(),
-        )
-        return RolloutState.ENROLLED, {"certificate": result.certificate}, info
-    if isinstance(result, Pending):
-        info["request_id"] = result.request_id
-        return RolloutState.PENDING, {}, info
-    info["reason"] = result.reason
-    return RolloutState.FAILED, {}, info
-
-
-def _event_data(token: Token, state: RolloutState, info: dict[str, Any]) -> dict[str, Any]:
-    """What a ``token_init`` event tells subscribers (never a secret)."""
-    data: dict[str, Any] = {
-        "serial": token.serial,
-        "tokentype": token.tokentype,
-        "rollout_state": state.value,
-        "username": token.username,
-        "realm": token.realm,
-        "ca": token.ca,
-        "template": token.template,
-    }
-    for key in (
-        "certificate_serial",
-        "certificate_subject",
-        "certificate_not_after",
-        "request_id",
-        "reason",
-    ):
-        if key in info:
-            data[key] = info[key]
-    return data

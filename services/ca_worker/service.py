@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.ca_worker.handlers import SignHandler
 from services.ca_worker.registry import ConnectorRegistry
+from services.ca_worker.tokenbook import TokenBook
 from shared.config import Settings
 from shared.db.session import Database
 from shared.messaging.base import Broker, Consumer
@@ -25,7 +26,7 @@ class CAWorker:
             lease_seconds=settings.outbox_lease_seconds,
         )
         registry = ConnectorRegistry(settings.data_dir, settings.resolved_ca_passphrase)
-        self.handler = SignHandler(db, registry, self.relay)
+        self.handler = SignHandler(TokenBook(db, self.relay.lease), registry, self.relay)
         self._broker = broker
         self._consumer: Consumer | None = None
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import OutboxMessage, utcnow
@@ -24,6 +24,23 @@ from shared.messaging.base import Broker, Message
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(seconds=30)
+_SETTLE_DELAY = 0.25
+
+
+def outbox_message(
+    exchange: str, routing_key: str, event: CloudEvent, lease: timedelta = DEFAULT_LEASE
+) -> OutboxMessage:
+    """An outbox row for *event*, claimed by its writer for *lease* (not yet in a session)."""
+    return OutboxMessage(
+        message_id=event.id,
+        exchange=exchange,
+        routing_key=routing_key,
+        message_type=event.type,
+        body=encode(event),
+        correlation_id=event.correlation_id,
+        created_at=utcnow(),
+        claimed_until=utcnow() + lease,
+    )
 
 
 def enqueue(
@@ -34,17 +51,28 @@ def enqueue(
     lease: timedelta = DEFAULT_LEASE,
 ) -> OutboxMessage:
     """Add *event* to the outbox inside the caller's transaction, claimed by the caller."""
-    row = OutboxMessage(
-        message_id=event.id,
-        exchange=exchange,
-        routing_key=routing_key,
-        message_type=event.type,
-        body=encode(event),
-        correlation_id=event.correlation_id,
-        claimed_until=utcnow() + lease,
-    )
+    row = outbox_message(exchange, routing_key, event, lease)
     session.add(row)
     return row
+
+
+async def insert_outbox(session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
+    """Insert many outbox rows in one statement (the batch path; no ORM bookkeeping)."""
+    if rows:
+        await session.execute(insert(OutboxMessage), [_values(row) for row in rows])
+
+
+def _values(row: OutboxMessage) -> dict[str, object]:
+    return {
+        "message_id": row.message_id,
+        "exchange": row.exchange,
+        "routing_key": row.routing_key,
+        "message_type": row.message_type,
+        "body": row.body,
+        "correlation_id": row.correlation_id,
+        "created_at": row.created_at,
+        "claimed_until": row.claimed_until,
+    }
 
 
 class OutboxRelay:
@@ -64,8 +92,8 @@ class OutboxRelay:
         self._batch = batch
         self._poll = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
-        self._published: list[int] = []
-        self._released: list[int] = []
+        self._published: list[str] = []
+        self._released: list[str] = []
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
@@ -100,9 +128,9 @@ class OutboxRelay:
                     "outbox publish failed; the sweep retries it",
                     extra={"message_id": row.message_id, "error": repr(result)},
                 )
-                self._released.append(row.id)
+                self._released.append(row.message_id)
             else:
-                self._published.append(row.id)
+                self._published.append(row.message_id)
         self._dirty.set()
 
     async def flush(self) -> int:
@@ -127,6 +155,9 @@ class OutboxRelay:
     async def _bookkeeping_loop(self) -> None:
         while True:
             await self._dirty.wait()
+            # Deleting published rows can wait (their claim keeps other relays off them):
+            # one transaction a while instead of one per publish keeps the write lock free.
+            await asyncio.sleep(_SETTLE_DELAY)
             self._dirty.clear()
             try:
                 await self._settle()
@@ -147,12 +178,12 @@ class OutboxRelay:
             async with self._db.write() as session:
                 if published:
                     await session.execute(
-                        delete(OutboxMessage).where(OutboxMessage.id.in_(published))
+                        delete(OutboxMessage).where(OutboxMessage.message_id.in_(published))
                     )
                 if released:
                     await session.execute(
                         update(OutboxMessage)
-                        .where(OutboxMessage.id.in_(released))
+                        .where(OutboxMessage.message_id.in_(released))
                         .values(claimed_until=None)
                     )
         except BaseException:

@@ -12,20 +12,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
+from services.api.enrollment import EnrollIntent, SerialTaken
 from services.api.envelope import ok
 from services.api.errors import Forbidden, ParameterError
 from services.api.params import body_doc, parse
 from services.api.schemas import REALM, TokenInit
 from services.api.tokens import page_links, token_view
-from shared.db.models import CAConnector, OutboxMessage, Token, User
+from shared.db.models import Token
 from shared.domain import FINAL_FOR_INIT, JOB_CSR_SIGN, RolloutState, new_serial
 from shared.events import new_event
 from shared.logs import correlation_id
-from shared.messaging.outbox import enqueue
+from shared.messaging.outbox import outbox_message
 from shared.messaging.topology import CSR_SIGN, JOBS_EXCHANGE
 from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import Identity
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # How often a waiting init re-reads the token, in case its outcome event was missed.
 _RECHECK_SECONDS = 1.0
 _SERIAL_ATTEMPTS = 5
+SOURCE = "certtoken/api"
 
 
 @router.post("/init", openapi_extra=body_doc(TokenInit))
@@ -53,65 +54,48 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     except CSRError as exc:
         raise ParameterError(str(exc)) from None
     username, realm = _owner(data, caller)
+    info = {
+        "description": data.description,
+        "subject": csr_summary(csr)["subject"],
+        "enrolled_by": f"{caller.role}:{caller.username}",
+    }
 
-    subject = csr_summary(csr)["subject"]
-    serial, future, job = await _store(ctx, data, subject, caller, username, realm)
-    try:
-        await ctx.relay.send([job])
-        log.info("token submitted", extra={"serial": serial, "ca": data.ca})
-        token = await _await_outcome(ctx, serial, future)
-    finally:
-        ctx.waiter.discard(serial, future)
-
-    detail: dict[str, Any] = {"serial": serial, "rollout_state": token.rollout_state}
-    if token.certificate:
-        detail["certificate"] = token.certificate
-    if token.rollout_state in (RolloutState.FAILED, RolloutState.DENIED):
-        detail["reason"] = token.info.get("reason", "")
-    return ok(True, detail)
-
-
-async def _store(
-    ctx: ApiContext, data: TokenInit, subject: str, caller: Identity, username: str, realm: str
-) -> tuple[str, asyncio.Future[str], OutboxMessage]:
-    """Store the token and its signing job in one transaction; return serial, waiter, job."""
-    assert data.ca
-    assert data.request
     for _ in range(_SERIAL_ATTEMPTS):
         serial = new_serial()
         future = ctx.waiter.expect(serial)
+        job = outbox_message(
+            JOBS_EXCHANGE,
+            CSR_SIGN,
+            new_event(JOB_CSR_SIGN, SOURCE, serial, {"serial": serial}, correlation_id.get()),
+            ctx.relay.lease,
+        )
+        intent = EnrollIntent(
+            serial, username, realm, data.ca, data.template or "", data.request.strip(), info, job
+        )
         try:
-            async with ctx.db.write() as session:
-                await _check_references(session, data.ca, username, realm)
-                session.add(
-                    Token(
-                        serial=serial,
-                        username=username,
-                        realm=realm,
-                        rollout_state=RolloutState.SUBMITTED,
-                        ca=data.ca,
-                        template=data.template or "",
-                        request=data.request.strip(),
-                        info={
-                            "description": data.description,
-                            "subject": subject,
-                            "enrolled_by": f"{caller.role}:{caller.username}",
-                        },
-                    )
-                )
-                job = new_event(
-                    JOB_CSR_SIGN, "certtoken/api", serial, {"serial": serial}, correlation_id.get()
-                )
-                row = enqueue(session, JOBS_EXCHANGE, CSR_SIGN, job, ctx.relay.lease)
-        except IntegrityError:
-            # Serials have 32 random bits: a collision is rare but must not fail the request.
+            await ctx.enrollments.store(intent)
+        except (SerialTaken, IntegrityError):
+            # Serials have 32 random bits: a collision is rare and must not fail the request.
             ctx.waiter.discard(serial, future)
             continue
         except BaseException:
             ctx.waiter.discard(serial, future)
             raise
-        return serial, future, row
-    raise RuntimeError("could not allocate a free token serial")
+        break
+    else:
+        raise RuntimeError("could not allocate a free token serial")
+
+    try:
+        await ctx.relay.send([job])
+        log.info("token submitted", extra={"serial": serial, "ca": data.ca})
+        outcome = await _await_outcome(ctx, serial, future)
+    finally:
+        ctx.waiter.discard(serial, future)
+    detail: dict[str, Any] = {"serial": serial, "rollout_state": outcome["rollout_state"]}
+    for key in ("certificate", "reason", "request_id"):
+        if outcome.get(key):
+            detail[key] = outcome[key]
+    return ok(True, detail)
 
 
 def _owner(data: TokenInit, caller: Identity) -> tuple[str, str]:
@@ -128,34 +112,29 @@ def _owner(data: TokenInit, caller: Identity) -> tuple[str, str]:
     return username, realm
 
 
-async def _check_references(session: AsyncSession, ca: str, username: str, realm: str) -> None:
-    """400 unless the CA connector and the owner exist."""
-    if await session.get(CAConnector, ca) is None:
-        raise ParameterError(f"ca: unknown CA connector {ca!r}")
-    query = select(User.realm).where(User.username == username)
-    if realm:
-        query = query.where(User.realm == realm)
-    realms = (await session.scalars(query.limit(2))).all()
-    if not realms:
-        where = f" in realm {realm!r}" if realm else ""
-        raise ParameterError(f"user: unknown user {username!r}{where}")
-    if len(realms) > 1:
-        raise ParameterError(f"realm: required, user {username!r} exists in several realms")
-
-
-async def _await_outcome(ctx: ApiContext, serial: str, future: asyncio.Future[str]) -> Token:
-    """The token once the CA decided, or as it is when the wait runs out."""
+async def _await_outcome(
+    ctx: ApiContext, serial: str, future: asyncio.Future[dict[str, Any]]
+) -> dict[str, Any]:
+    """The CA's outcome as its event told it, or the token as stored when the wait ends."""
     deadline = time.monotonic() + ctx.settings.init_wait_seconds
     while True:
         remaining = deadline - time.monotonic()
         if remaining > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(future), min(remaining, _RECHECK_SECONDS))
+                return await asyncio.wait_for(
+                    asyncio.shield(future), min(remaining, _RECHECK_SECONDS)
+                )
+        # No event yet: look at the token itself, in case its event was missed.
         async with ctx.db.read() as session:
             token = await session.get(Token, serial)
         assert token is not None
         if token.rollout_state in FINAL_FOR_INIT or time.monotonic() >= deadline:
-            return token
+            return {
+                "rollout_state": token.rollout_state,
+                "certificate": token.certificate,
+                "reason": token.info.get("reason", ""),
+                "request_id": token.info.get("request_id", ""),
+            }
 
 
 @router.get("/")

@@ -1,0 +1,54 @@
+"""What a connector's answer means for the token: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.ca_worker.connectors.base import Issued, Pending, SignResult
+from shared.db.models import Token
+from shared.domain import RolloutState
+
+# Token-info keys that events carry (never a secret: no key, no password).
+EVENT_INFO_KEYS = (
+    "certificate_serial",
+    "certificate_subject",
+    "certificate_not_after",
+    "request_id",
+    "reason",
+)
+
+
+def outcome(token: Token, result: SignResult) -> tuple[RolloutState, dict[str, Any]]:
+    """The new state and token info for a connector's answer; a refusal fails the token."""
+    info = dict(token.info)
+    if isinstance(result, Issued):
+        info.update(
+            certificate_serial=result.serial_number,
+            certificate_subject=result.subject,
+            certificate_not_after=result.not_after.isoformat(),
+        )
+        return RolloutState.ENROLLED, info
+    if isinstance(result, Pending):
+        info["request_id"] = result.request_id
+        return RolloutState.PENDING, info
+    info["reason"] = result.reason
+    return RolloutState.FAILED, info
+
+
+def event_data(
+    token: Token, state: RolloutState, info: dict[str, Any], certificate: str = ""
+) -> dict[str, Any]:
+    """What a ``token_init`` event tells subscribers."""
+    data: dict[str, Any] = {
+        "serial": token.serial,
+        "tokentype": token.tokentype,
+        "rollout_state": state.value,
+        "username": token.username,
+        "realm": token.realm,
+        "ca": token.ca,
+        "template": token.template,
+    }
+    data.update({key: info[key] for key in EVENT_INFO_KEYS if key in info})
+    if certificate:
+        data["certificate"] = certificate
+    return data

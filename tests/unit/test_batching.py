@@ -1,0 +1,67 @@
+"""Group commit: concurrent submissions share a flush; errors reach only their caller."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared.batching import Batcher
+
+
+async def test_concurrent_items_share_batches_and_keep_order() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int | Exception]:
+        batches.append(items)
+        await asyncio.sleep(0.01)
+        return [i * 10 for i in items]
+
+    batcher: Batcher[int, int] = Batcher(flush)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(20)))
+    assert results == [i * 10 for i in range(20)]
+    assert batches[0] == [0]  # the first item does not wait for company
+    assert len(batches) < 20
+    assert sorted(i for b in batches for i in b) == list(range(20))
+
+
+async def test_an_item_error_reaches_only_its_caller() -> None:
+    async def flush(items: list[int]) -> list[int | Exception]:
+        return [ValueError(f"bad {i}") if i % 2 else i for i in items]
+
+    batcher: Batcher[int, int] = Batcher(flush)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(4)), return_exceptions=True)
+    assert results[0] == 0
+    assert results[2] == 2
+    assert isinstance(results[1], ValueError)
+    assert str(results[3]) == "bad 3"
+
+
+async def test_a_failing_flush_fails_its_batch_and_the_next_works() -> None:
+    calls = 0
+
+    async def flush(items: list[int]) -> list[int | Exception]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database down")
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(flush)
+    with pytest.raises(RuntimeError, match="database down"):
+        await batcher.submit(1)
+    assert await batcher.submit(2) == 2
+
+
+async def test_max_batch_is_respected() -> None:
+    sizes: list[int] = []
+
+    async def flush(items: list[int]) -> list[int | Exception]:
+        sizes.append(len(items))
+        await asyncio.sleep(0)
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(flush, max_batch=3)
+    await asyncio.gather(*(batcher.submit(i) for i in range(10)))
+    assert max(sizes) <= 3
+    assert sum(sizes) == 10
