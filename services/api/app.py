@@ -53,7 +53,9 @@ def create_app(
         waiter = OutcomeWaiter()
         subscription = await broker.subscribe(EVENTS_EXCHANGE, "token.#", waiter.on_event)
         relay.start()
-        app.state.ctx = ApiContext(settings, own_db, broker, relay, waiter, EnrollmentStore(own_db))
+        app.state.ctx = ApiContext(
+            settings, own_db, broker, relay, waiter, EnrollmentStore(own_db, relay.lease)
+        )
         app.state.readiness = readiness_check(own_db, broker)
         log.info("api started")
         try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -13,22 +15,21 @@ from services.api.errors import ParameterError
 from shared.batching import Batcher
 from shared.db.models import CAConnector, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database
-from shared.domain import TOKEN_TYPE, RolloutState
-from shared.messaging.outbox import insert_outbox
+from shared.domain import JOB_CSR_SIGN, RolloutState
+from shared.events import new_event
+from shared.jobs import SignRequest
+from shared.messaging.outbox import insert_outbox, outbox_message
+from shared.messaging.topology import CSR_SIGN, JOBS_EXCHANGE
+
+SOURCE = "certtoken/api"
 
 
 @dataclass(frozen=True)
 class EnrollIntent:
     """A validated request to store a token with its signing job."""
 
-    serial: str
-    username: str
-    realm: str
-    ca: str
-    template: str
-    request: str
-    info: dict[str, Any]
-    job: OutboxMessage
+    request: SignRequest
+    correlation_id: str
 
 
 class SerialTaken(Exception):
@@ -38,33 +39,39 @@ class SerialTaken(Exception):
 class EnrollmentStore:
     """Writes tokens and their ``csr.sign`` jobs, a batch per transaction (group commit)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lease: timedelta) -> None:
         self._db = db
-        self._batcher: Batcher[EnrollIntent, str] = Batcher(self._flush)
+        self._lease = lease
+        self._batcher: Batcher[EnrollIntent, OutboxMessage] = Batcher(self._flush)
 
-    async def store(self, intent: EnrollIntent) -> str:
-        """Store *intent*; return the owner's realm. ParameterError for unknown references."""
+    async def store(self, intent: EnrollIntent) -> OutboxMessage:
+        """Store *intent*; return its job for the caller to publish. 400 for bad references."""
         return await self._batcher.submit(intent)
 
-    async def _flush(self, intents: list[EnrollIntent]) -> list[str | Exception]:
+    async def _flush(self, intents: list[EnrollIntent]) -> list[OutboxMessage | Exception]:
         # Checks read outside the write lock, which is held only for the inserts; a serial
         # taken meanwhile still fails on the primary key (IntegrityError: drawn again).
         async with self._db.read() as session:
-            known_cas, realms, taken = await _lookups(session, intents)
-        results: list[str | Exception] = []
+            known_cas, realms, taken = await _lookups(session, [i.request for i in intents])
+        results: list[OutboxMessage | Exception] = []
         tokens: list[dict[str, Any]] = []
         jobs: list[OutboxMessage] = []
         now = utcnow()
         for intent in intents:
             try:
-                realm = _check(intent, known_cas, realms, taken)
+                realm = _check(intent.request, known_cas, realms, taken)
             except (ParameterError, SerialTaken) as exc:
                 results.append(exc)
                 continue
-            taken.add(intent.serial)
-            results.append(realm)
-            tokens.append(_token_values(intent, realm, now))
-            jobs.append(intent.job)
+            request = dataclasses.replace(intent.request, realm=realm)
+            taken.add(request.serial)
+            event = new_event(
+                JOB_CSR_SIGN, SOURCE, request.serial, request.to_data(), intent.correlation_id
+            )
+            job = outbox_message(JOBS_EXCHANGE, CSR_SIGN, event, self._lease)
+            results.append(job)
+            tokens.append(_token_values(request, now))
+            jobs.append(job)
         if tokens:
             async with self._db.write() as session:
                 await session.execute(insert(Token), tokens)
@@ -73,64 +80,64 @@ class EnrollmentStore:
 
 
 async def _lookups(
-    session: AsyncSession, intents: list[EnrollIntent]
+    session: AsyncSession, requests: list[SignRequest]
 ) -> tuple[set[str], dict[str, set[str]], set[str]]:
     """Known CA names, the realms of each named user, and serials already in use."""
     cas = set(
         await session.scalars(
-            select(CAConnector.name).where(CAConnector.name.in_({i.ca for i in intents}))
+            select(CAConnector.name).where(CAConnector.name.in_({r.ca for r in requests}))
         )
     )
     realms: dict[str, set[str]] = defaultdict(set)
     rows = await session.execute(
-        select(User.username, User.realm).where(User.username.in_({i.username for i in intents}))
+        select(User.username, User.realm).where(User.username.in_({r.username for r in requests}))
     )
     for username, realm in rows:
         realms[username].add(realm)
     taken = set(
         await session.scalars(
-            select(Token.serial).where(Token.serial.in_([i.serial for i in intents]))
+            select(Token.serial).where(Token.serial.in_([r.serial for r in requests]))
         )
     )
     return cas, realms, taken
 
 
 def _check(
-    intent: EnrollIntent, cas: set[str], realms: dict[str, set[str]], taken: set[str]
+    request: SignRequest, cas: set[str], realms: dict[str, set[str]], taken: set[str]
 ) -> str:
     """The owner's realm; raise when a reference is unknown or the serial is taken."""
-    if intent.ca not in cas:
-        raise ParameterError(f"ca: unknown CA connector {intent.ca!r}")
-    user_realms = realms.get(intent.username, set())
-    if intent.realm:
-        if intent.realm not in user_realms:
+    if request.ca not in cas:
+        raise ParameterError(f"ca: unknown CA connector {request.ca!r}")
+    user_realms = realms.get(request.username, set())
+    if request.realm:
+        if request.realm not in user_realms:
             raise ParameterError(
-                f"user: unknown user {intent.username!r} in realm {intent.realm!r}"
+                f"user: unknown user {request.username!r} in realm {request.realm!r}"
             )
-        realm = intent.realm
+        realm = request.realm
     elif len(user_realms) == 1:
         realm = next(iter(user_realms))
     elif not user_realms:
-        raise ParameterError(f"user: unknown user {intent.username!r}")
+        raise ParameterError(f"user: unknown user {request.username!r}")
     else:
-        raise ParameterError(f"realm: required, user {intent.username!r} is in several realms")
-    if intent.serial in taken:
-        raise SerialTaken(intent.serial)
+        raise ParameterError(f"realm: required, user {request.username!r} is in several realms")
+    if request.serial in taken:
+        raise SerialTaken(request.serial)
     return realm
 
 
-def _token_values(intent: EnrollIntent, realm: str, now: Any) -> dict[str, Any]:
+def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:
     return {
-        "serial": intent.serial,
-        "tokentype": TOKEN_TYPE,
-        "username": intent.username,
-        "realm": realm,
+        "serial": request.serial,
+        "tokentype": request.tokentype,
+        "username": request.username,
+        "realm": request.realm,
         "rollout_state": RolloutState.SUBMITTED.value,
-        "ca": intent.ca,
-        "template": intent.template,
-        "request": intent.request,
+        "ca": request.ca,
+        "template": request.template,
+        "request": request.request,
         "certificate": "",
-        "info": intent.info,
+        "info": request.info,
         "created_at": now,
         "updated_at": now,
     }

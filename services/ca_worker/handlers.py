@@ -14,8 +14,8 @@ from services.ca_worker.connectors.base import (
 )
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenbook import LostRace, Outcome, TokenBook
-from shared.domain import RolloutState
 from shared.events import MalformedEvent, decode
+from shared.jobs import MalformedJob, SignRequest
 from shared.logs import correlation_id
 from shared.messaging.base import Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay
@@ -32,52 +32,38 @@ class SignHandler:
         self._relay = relay
 
     async def __call__(self, message: Message) -> None:
-        """Sign the token's CSR, record the outcome with its event, publish the event."""
+        """Sign the job's CSR, record the outcome with its event, publish the event."""
         try:
-            job = decode(message.body)
-            serial = str(job.data["serial"])
-        except (MalformedEvent, KeyError) as exc:
+            event = decode(message.body)
+            job = SignRequest.from_data(event.data)
+        except (MalformedEvent, MalformedJob) as exc:
             raise Reject(f"malformed csr.sign job: {exc}") from exc
-        cid = job.correlation_id or message.correlation_id
+        cid = event.correlation_id or message.correlation_id
         correlation_id.set(cid)
 
-        loaded = await self._book.load(serial)
-        if loaded is None:
-            log.warning("csr.sign for an unknown token; dropped", extra={"serial": serial})
-            return
-        token = loaded.token
-        if token.rollout_state != RolloutState.SUBMITTED:
-            log.info(
-                "token already handled; job acknowledged",
-                extra={"serial": serial, "rollout_state": token.rollout_state},
-            )
-            return
         result: SignResult
         try:
-            connector = await self._connectors.get(token.ca, loaded.connector)
+            connector = await self._connectors.get(job.ca)
         except PermanentCAError as exc:
             result = Denied(str(exc))
         else:
-            result = await self._sign(connector, token.request, token.template, message)
+            result = await self._sign(connector, job, message)
         try:
-            event = await self._book.record(Outcome(token, result, cid))
+            row = await self._book.record(Outcome(job, result, cid))
         except LostRace:
-            log.info("token outcome recorded by another worker", extra={"serial": serial})
+            # A redelivered job: the outcome is on record already, this signature unused.
+            log.info("token already handled; job acknowledged", extra={"serial": job.serial})
             return
-        log.info(
-            "token outcome recorded", extra={"serial": serial, "result": type(result).__name__}
-        )
-        await self._relay.send([event])
+        log.info("outcome recorded", extra={"serial": job.serial, "result": type(result).__name__})
+        await self._relay.send([row])
 
-    async def _sign(
-        self, connector: Connector, csr: str, template: str, message: Message
-    ) -> SignResult:
+    async def _sign(self, connector: Connector, job: SignRequest, message: Message) -> SignResult:
         try:
-            return await connector.sign(csr, Template(name=template or "default"))
+            return await connector.sign(job.request, Template(name=job.template or "default"))
         except TemporaryCAError as exc:
             log.warning(
                 "CA temporarily unavailable; will retry",
-                extra={"attempt": message.attempt, "error": str(exc)},
+                extra={"serial": job.serial, "attempt": message.attempt, "error": str(exc)},
             )
             raise RetryLater(str(exc)) from exc
         except PermanentCAError as exc:

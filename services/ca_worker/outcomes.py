@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from services.ca_worker.connectors.base import Issued, Pending, SignResult
-from shared.db.models import Token
 from shared.domain import RolloutState
+from shared.jobs import SignRequest
 
 # Token-info keys that events carry (never a secret: no key, no password).
 EVENT_INFO_KEYS = (
@@ -18,9 +18,9 @@ EVENT_INFO_KEYS = (
 )
 
 
-def outcome(token: Token, result: SignResult) -> tuple[RolloutState, dict[str, Any]]:
+def outcome(job: SignRequest, result: SignResult) -> tuple[RolloutState, dict[str, Any]]:
     """The new state and token info for a connector's answer; a refusal fails the token."""
-    info = dict(token.info)
+    info = dict(job.info)
     if isinstance(result, Issued):
         info.update(
             certificate_serial=result.serial_number,
@@ -36,17 +36,17 @@ def outcome(token: Token, result: SignResult) -> tuple[RolloutState, dict[str, A
 
 
 def event_data(
-    token: Token, state: RolloutState, info: dict[str, Any], certificate: str = ""
+    job: SignRequest, state: RolloutState, info: dict[str, Any], certificate: str = ""
 ) -> dict[str, Any]:
     """What a ``token_init`` event tells subscribers."""
     data: dict[str, Any] = {
-        "serial": token.serial,
-        "tokentype": token.tokentype,
+        "serial": job.serial,
+        "tokentype": job.tokentype,
         "rollout_state": state.value,
-        "username": token.username,
-        "realm": token.realm,
-        "ca": token.ca,
-        "template": token.template,
+        "username": job.username,
+        "realm": job.realm,
+        "ca": job.ca,
+        "template": job.template,
     }
     data.update({key: info[key] for key in EVENT_INFO_KEYS if key in info})
     if certificate:

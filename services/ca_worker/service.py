@@ -25,7 +25,7 @@ class CAWorker:
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.outbox_lease_seconds,
         )
-        registry = ConnectorRegistry(settings.data_dir, settings.resolved_ca_passphrase)
+        registry = ConnectorRegistry(db, settings.data_dir, settings.resolved_ca_passphrase)
         self.handler = SignHandler(TokenBook(db, self.relay.lease), registry, self.relay)
         self._broker = broker
         self._consumer: Consumer | None = None

@@ -1,4 +1,4 @@
-"""The ca_worker's reads and writes of tokens, batched across concurrent jobs."""
+"""The ca_worker's writes of outcomes, batched across concurrent jobs."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import event_data, outcome
 from shared.batching import Batcher
-from shared.db.models import CAConnector, IssuedCertificate, OutboxMessage, Token, utcnow
+from shared.db.models import IssuedCertificate, OutboxMessage, Token, utcnow
 from shared.db.session import Database
 from shared.domain import EventType, RolloutState
 from shared.events import new_event
+from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
 
@@ -22,115 +23,99 @@ SOURCE = "certtoken/ca_worker"
 
 
 @dataclass(frozen=True)
-class SignJob:
-    """A token to sign and its CA connector's row (None when it is not configured)."""
-
-    token: Token
-    connector: CAConnector | None
-
-
-@dataclass(frozen=True)
 class Outcome:
-    """A connector's answer for a token, to be recorded."""
+    """A connector's answer for a job, to be recorded."""
 
-    token: Token
+    job: SignRequest
     result: SignResult
     correlation_id: str
 
 
 class LostRace(Exception):
-    """Another worker recorded this token's outcome first."""
+    """The token is no longer ``submitted``: another delivery recorded its outcome first."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An outcome turned into rows, before the write lock is taken."""
+
+    serial: str
+    update: dict[str, Any]
+    issued: dict[str, Any] | None
+    event: OutboxMessage
 
 
 class TokenBook:
-    """Loads jobs and records outcomes; each runs one transaction for many jobs."""
+    """Records outcomes; one transaction for many jobs (group commit)."""
 
     def __init__(self, db: Database, lease: timedelta) -> None:
         self._db = db
         self._lease = lease
-        self._loads: Batcher[str, SignJob | None] = Batcher(self._load_many)
         self._records: Batcher[Outcome, OutboxMessage] = Batcher(self._record_many)
-
-    async def load(self, serial: str) -> SignJob | None:
-        """The token called *serial* with its connector, or None when it does not exist."""
-        return await self._loads.submit(serial)
 
     async def record(self, item: Outcome) -> OutboxMessage:
         """Store the outcome with its event if the token is still ``submitted``; else LostRace."""
         return await self._records.submit(item)
 
-    async def _load_many(self, serials: list[str]) -> list[SignJob | None]:
-        async with self._db.read() as session:
-            tokens = {
-                t.serial: t
-                for t in await session.scalars(select(Token).where(Token.serial.in_(serials)))
-            }
-            names = {t.ca for t in tokens.values()}
-            connectors = {
-                c.name: c
-                for c in await session.scalars(
-                    select(CAConnector).where(CAConnector.name.in_(names))
-                )
-            }
-        return [
-            SignJob(tokens[s], connectors.get(tokens[s].ca)) if s in tokens else None
-            for s in serials
-        ]
-
     async def _record_many(self, items: list[Outcome]) -> list[OutboxMessage | Exception]:
-        results: list[OutboxMessage | Exception] = []
-        updates: list[dict[str, Any]] = []
-        issued: list[dict[str, Any]] = []
-        events: list[OutboxMessage] = []
-        now = utcnow()
+        prepared = [self._prepare(item) for item in items]
         async with self._db.write() as session:
             # First writer wins: only tokens still ``submitted`` take an outcome, so a
-            # redelivered or duplicated job changes nothing. The rows are locked (SQLite's
+            # redelivered or duplicated job changes nothing. The rows stay locked (SQLite's
             # write lock; FOR UPDATE elsewhere) until commit.
-            serials = [item.token.serial for item in items]
             open_serials = set(
                 await session.scalars(
                     select(Token.serial)
-                    .where(Token.serial.in_(serials), Token.rollout_state == RolloutState.SUBMITTED)
+                    .where(
+                        Token.serial.in_([p.serial for p in prepared]),
+                        Token.rollout_state == RolloutState.SUBMITTED,
+                    )
                     .with_for_update()
                 )
             )
-            for item in items:
-                token, result = item.token, item.result
-                if token.serial not in open_serials:
-                    results.append(LostRace(token.serial))
-                    continue
-                open_serials.discard(token.serial)
-                state, info = outcome(token, result)
-                certificate = result.certificate if isinstance(result, Issued) else ""
-                updates.append(
-                    {
-                        "b_serial": token.serial,
-                        "rollout_state": state.value,
-                        "info": info,
-                        "certificate": certificate,
-                        "updated_at": now,
-                    }
-                )
-                if isinstance(result, Issued):
-                    issued.append(_issued_values(token, result, now))
-                event = new_event(
-                    EventType.TOKEN_INIT,
-                    SOURCE,
-                    token.serial,
-                    event_data(token, state, info, certificate),
-                    item.correlation_id,
-                )
-                key = event_routing_key(event.type)
-                row = outbox_message(EVENTS_EXCHANGE, key, event, self._lease)
-                events.append(row)
-                results.append(row)
-            if updates:
-                await session.execute(_UPDATE_OUTCOME, updates)
-            if issued:
-                await session.execute(insert(IssuedCertificate), issued)
-            await insert_outbox(session, events)
+            results: list[OutboxMessage | Exception] = []
+            winners: list[_Prepared] = []
+            for item in prepared:
+                if item.serial in open_serials:
+                    open_serials.discard(item.serial)
+                    winners.append(item)
+                    results.append(item.event)
+                else:
+                    results.append(LostRace(item.serial))
+            if winners:
+                await session.execute(_UPDATE_OUTCOME, [w.update for w in winners])
+                issued = [w.issued for w in winners if w.issued is not None]
+                if issued:
+                    await session.execute(insert(IssuedCertificate), issued)
+                await insert_outbox(session, [w.event for w in winners])
         return results
+
+    def _prepare(self, item: Outcome) -> _Prepared:
+        job, result = item.job, item.result
+        now = utcnow()
+        state, info = outcome(job, result)
+        certificate = result.certificate if isinstance(result, Issued) else ""
+        event = new_event(
+            EventType.TOKEN_INIT,
+            SOURCE,
+            job.serial,
+            event_data(job, state, info, certificate),
+            item.correlation_id,
+        )
+        return _Prepared(
+            serial=job.serial,
+            update={
+                "b_serial": job.serial,
+                "rollout_state": state.value,
+                "info": info,
+                "certificate": certificate,
+                "updated_at": now,
+            },
+            issued=_issued_values(job, result, now) if isinstance(result, Issued) else None,
+            event=outbox_message(
+                EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease
+            ),
+        )
 
 
 _TOKENS = cast(Table, Token.__table__)
@@ -146,11 +131,11 @@ _UPDATE_OUTCOME = (
 )
 
 
-def _issued_values(token: Token, result: Issued, now: Any) -> dict[str, Any]:
+def _issued_values(job: SignRequest, result: Issued, now: Any) -> dict[str, Any]:
     return {
-        "ca": token.ca,
+        "ca": job.ca,
         "serial_number": result.serial_number,
-        "token_serial": token.serial,
+        "token_serial": job.serial,
         "subject": result.subject,
         "not_before": result.not_before,
         "not_after": result.not_after,

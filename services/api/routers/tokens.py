@@ -22,11 +22,9 @@ from services.api.params import body_doc, parse
 from services.api.schemas import REALM, TokenInit
 from services.api.tokens import page_links, token_view
 from shared.db.models import Token
-from shared.domain import FINAL_FOR_INIT, JOB_CSR_SIGN, RolloutState, new_serial
-from shared.events import new_event
+from shared.domain import FINAL_FOR_INIT, RolloutState, new_serial
+from shared.jobs import SignRequest
 from shared.logs import correlation_id
-from shared.messaging.outbox import outbox_message
-from shared.messaging.topology import CSR_SIGN, JOBS_EXCHANGE
 from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import Identity
 
@@ -36,7 +34,6 @@ log = logging.getLogger(__name__)
 # How often a waiting init re-reads the token, in case its outcome event was missed.
 _RECHECK_SECONDS = 1.0
 _SERIAL_ATTEMPTS = 5
-SOURCE = "certtoken/api"
 
 
 @router.post("/init", openapi_extra=body_doc(TokenInit))
@@ -63,17 +60,11 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     for _ in range(_SERIAL_ATTEMPTS):
         serial = new_serial()
         future = ctx.waiter.expect(serial)
-        job = outbox_message(
-            JOBS_EXCHANGE,
-            CSR_SIGN,
-            new_event(JOB_CSR_SIGN, SOURCE, serial, {"serial": serial}, correlation_id.get()),
-            ctx.relay.lease,
-        )
-        intent = EnrollIntent(
-            serial, username, realm, data.ca, data.template or "", data.request.strip(), info, job
+        sign = SignRequest(
+            serial, username, realm, data.ca, data.template or "", data.request.strip(), info=info
         )
         try:
-            await ctx.enrollments.store(intent)
+            job = await ctx.enrollments.store(EnrollIntent(sign, correlation_id.get()))
         except (SerialTaken, IntegrityError):
             # Serials have 32 random bits: a collision is rare and must not fail the request.
             ctx.waiter.discard(serial, future)
