@@ -17,6 +17,7 @@ from services import __version__
 from shared.config import Settings
 from shared.db.session import Database
 from shared.logs import configure
+from shared.messaging.topology import QUEUES_BY_SERVICE
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 DEFAULT_CA = "localca"
@@ -70,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--key-type", choices=KEY_TYPES, default="ec-p256")
     create.add_argument("--days", type=_positive_int, default=3650, help="validity in days")
     ca_sub.add_parser("list", help="list CA connectors")
+
+    queue = sub.add_parser(
+        "queue",
+        help="inspect and replay parked messages (needs CERTTOKEN_AMQP_URL)",
+        description="Messages that failed their last attempt are parked, never dropped. "
+        "List them, then replay them once the cause is fixed.",
+    )
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    for action, text in (("parked", "list parked messages"), ("replay", "replay parked messages")):
+        cmd = queue_sub.add_parser(action, help=text)
+        cmd.add_argument("service", choices=sorted(QUEUES_BY_SERVICE), help="whose queue")
+        cmd.add_argument("--limit", type=_positive_int, default=None, help="at most this many")
     return parser
 
 
@@ -212,6 +225,30 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
         await db.dispose()
 
 
+async def cmd_queue(settings: Settings, args: argparse.Namespace) -> None:
+    """``queue parked|replay``."""
+    from services.runtime import broker_for
+
+    _require_amqp(settings)
+    spec = QUEUES_BY_SERVICE[args.service]
+    broker = broker_for(settings)
+    await broker.start()
+    try:
+        if args.queue_command == "parked":
+            parked = await broker.peek_parked(spec, args.limit or 20)
+            for item in parked:
+                print(
+                    f"{item['message_id']}\t{item['type']}\tattempt {item['attempt']}\t"
+                    f"{item.get('error', '')}"
+                )
+            print(f"{len(parked)} parked message(s) shown from {spec.parking}", file=sys.stderr)
+        else:
+            moved = await broker.replay_parked(spec, args.limit)
+            print(f"{moved} message(s) replayed to {spec.name}")
+    finally:
+        await broker.close()
+
+
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     """``run``: the embedded system in one process."""
     from services.api.app import create_app
@@ -291,6 +328,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any
     "db": cmd_db,
     "admin": cmd_admin,
     "ca": cmd_ca,
+    "queue": cmd_queue,
 }
 
 if __name__ == "__main__":

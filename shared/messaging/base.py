@@ -77,3 +77,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in *queue* (for readiness, tests and operators)."""
+
+    @abc.abstractmethod
+    async def peek_parked(self, queue_spec: QueueSpec, limit: int = 20) -> list[dict[str, Any]]:
+        """Describe up to *limit* parked messages of *queue_spec*, leaving them parked."""
+
+    @abc.abstractmethod
+    async def replay_parked(self, queue_spec: QueueSpec, limit: int | None = None) -> int:
+        """Move parked messages back to their queue, attempts reset; return how many."""

@@ -32,6 +32,7 @@ CA_WORKER_QUEUE = QueueSpec("certtoken.ca_worker", JOBS_EXCHANGE, (CSR_SIGN,))
 NOTIFIER_QUEUE = QueueSpec("certtoken.notifier", EVENTS_EXCHANGE, ("token.#",))
 
 WORK_QUEUES = (CA_WORKER_QUEUE, NOTIFIER_QUEUE)
+QUEUES_BY_SERVICE = {"ca_worker": CA_WORKER_QUEUE, "notifier": NOTIFIER_QUEUE}
 
 
 def event_routing_key(event_type: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.amqp import vhost_url
-from tests.support.stack import Stack, prepare, running_stack, test_settings
+from tests.support.stack import Stack, prepare, running_stack, settings_for
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     overrides = {}
     if request.param == "amqp":
         overrides["amqp_url"] = request.getfixturevalue("amqp_url")
-    settings = test_settings(tmp_path / "data", **overrides)
+    settings = settings_for(tmp_path / "data", **overrides)
     await prepare(settings)
     async with running_stack(settings) as running:
         yield running

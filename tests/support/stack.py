@@ -52,7 +52,7 @@ class Stack:
         return token
 
 
-def test_settings(data_dir: Path, **overrides: Any) -> Settings:
+def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test: fast retries and polls, human-readable logs."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
