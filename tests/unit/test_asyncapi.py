@@ -1,0 +1,66 @@
+"""docs/asyncapi.yaml says what the code sends: names, routing keys and fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.ca_worker.connectors.base import Denied, Issued, Pending
+from services.ca_worker.outcomes import event_data, outcome
+from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
+from shared.jobs import SignRequest
+from shared.messaging.topology import (
+    CA_WORKER_QUEUE,
+    CSR_SIGN,
+    EVENTS_EXCHANGE,
+    JOBS_EXCHANGE,
+    NOTIFIER_QUEUE,
+    event_routing_key,
+)
+
+DOC = yaml.safe_load((Path(__file__).parents[2] / "docs" / "asyncapi.yaml").read_text())
+SCHEMAS: dict[str, Any] = DOC["components"]["schemas"]
+
+
+def _channels() -> dict[str, dict[str, Any]]:
+    return {c["address"]: c for c in DOC["channels"].values()}
+
+
+def test_every_event_type_has_a_channel_on_the_events_exchange() -> None:
+    channels = _channels()
+    for event_type in EventType:
+        channel = channels[event_routing_key(event_type)]
+        assert channel["bindings"]["amqp"]["exchange"]["name"] == EVENTS_EXCHANGE
+    enum = DOC["components"]["messages"]["tokenEvent"]["payload"]["allOf"][1]
+    assert set(enum["properties"]["type"]["enum"]) == {e.value for e in EventType}
+    assert CSR_SIGN in channels
+    assert channels[CSR_SIGN]["bindings"]["amqp"]["exchange"]["name"] == JOBS_EXCHANGE
+    assert CA_WORKER_QUEUE.name in channels[CSR_SIGN]["description"]
+    assert "token.#" in channels["token.init"]["description"]
+    assert NOTIFIER_QUEUE.routing_keys == ("token.#",)
+    assert DOC["components"]["messages"]["csrSign"]["name"] == JOB_CSR_SIGN
+
+
+def test_job_fields_are_documented() -> None:
+    job = SignRequest("CRT0000000A", "alice", "corp", "localca", "", "PEM")
+    documented = SCHEMAS["signRequest"]
+    assert set(job.to_data()) == set(documented["properties"])
+    assert set(documented["required"]) == {f.name for f in dataclasses.fields(SignRequest)}
+
+
+def test_event_fields_are_documented() -> None:
+    job = SignRequest("CRT0000000A", "alice", "corp", "localca", "", "PEM")
+    now = datetime.now(UTC)
+    issued = Issued("CERT", "ab12", "CN=alice", now, now)
+    documented = SCHEMAS["tokenEventData"]["properties"]
+    states = SCHEMAS["tokenEventData"]["properties"]["rollout_state"]["enum"]
+    assert set(states) == {s.value for s in RolloutState}
+    for result in (issued, Pending("req-1"), Denied("no")):
+        state, info = outcome(job, result)
+        data = event_data(job, state, info, "CERT" if result is issued else "")
+        assert set(data) <= set(documented), set(data) - set(documented)
+        assert set(SCHEMAS["tokenEventData"]["required"]) <= set(data)
