@@ -177,3 +177,31 @@ async def test_correlation_id_is_echoed(stack: Stack) -> None:
     async with stack.client() as client:
         answer = await client.get("/healthz", headers={"X-Correlation-ID": "abc-123"})
     assert answer.headers["x-correlation-id"] == "abc-123"
+
+
+async def test_a_request_the_ca_refuses_ends_failed_with_the_reason(stack: Stack) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    token = await stack.admin_token()
+    await _add_user(stack, token)
+    weak = make_csr("weak", key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    async with stack.client(token) as client:
+        answer = await client.post(
+            "/token/init",
+            json={"request": weak, "ca": "localca", "user": "alice", "realm": "corp"},
+        )
+        detail = answer.json()["detail"]
+        assert answer.status_code == 200
+        assert detail["rollout_state"] == "failed"
+        assert "1024" in detail["reason"]
+        listed = (await client.get("/token/", params={"serial": detail["serial"]})).json()
+        info = listed["result"]["value"]["tokens"][0]["info"]
+        assert info["reason"] == detail["reason"]
+        assert "certificate" not in info
+        # The worker goes on: the next good request is enrolled.
+        good = await client.post(
+            "/token/init",
+            json={"request": make_csr(), "ca": "localca", "user": "alice", "realm": "corp"},
+        )
+        assert good.json()["detail"]["rollout_state"] == "enrolled"
+    assert await stack.broker.queue_depth("certtoken.ca_worker.parking") == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -14,7 +15,7 @@ from cryptography.x509.oid import NameOID
 _KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def make_csr(common_name: str = "alice", key: ec.EllipticCurvePrivateKey | None = None) -> str:
+def make_csr(common_name: str = "alice", key: Any = None) -> str:
     """A PEM CSR for *common_name*."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
