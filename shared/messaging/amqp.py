@@ -24,10 +24,10 @@ from shared.events import CONTENT_TYPE
 from shared.logs import correlation_id
 from shared.messaging.base import Broker, Consumer, Handler, Message, Unroutable
 from shared.messaging.routing import (
-    ERROR,
     REQUEUE_PAUSE,
     failure_route,
     incoming_message,
+    log_route,
     outgoing_headers,
     parked_summary,
     replay_headers,
@@ -351,16 +351,7 @@ class AmqpConsumer(Consumer):
             retry_delays_ms=broker.retry_delays_ms,
             max_attempts=broker.max_attempts,
         )
-        log.warning(
-            "message parked" if route.parked else "message will be retried",
-            extra={
-                "message_id": message.message_id,
-                "queue": spec.name,
-                "attempt": message.attempt,
-                "delay_ms": route.delay_ms,
-                "error": route.headers.get(ERROR, ""),
-            },
-        )
+        log_route(log, spec, message, route)
         try:
             await broker._send_copy(route.queue, message, route.headers)
         except Exception as exc:

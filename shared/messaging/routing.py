@@ -6,6 +6,7 @@ Pure functions shared by both brokers, so that they agree on every header and de
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +151,20 @@ def failure_route(
         return FailureRoute(spec.retry_queue(delay), headers, delay)
     headers[ATTEMPT] = message.attempt
     return FailureRoute(spec.parking, headers, None)
+
+
+def log_route(log: logging.Logger, spec: QueueSpec, message: Message, route: FailureRoute) -> None:
+    """Say where a failed message goes (never its body)."""
+    log.warning(
+        "message parked" if route.parked else "message will be retried",
+        extra={
+            "message_id": message.message_id,
+            "queue": spec.name,
+            "attempt": message.attempt,
+            "delay_ms": route.delay_ms,
+            "error": route.headers.get(ERROR, ""),
+        },
+    )
 
 
 def replay_headers(message: Message) -> dict[str, Any]:
