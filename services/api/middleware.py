@@ -1,7 +1,8 @@
-"""Correlation ids and request metrics, as plain ASGI middleware (no per-request task)."""
+"""Correlation ids, access log and request metrics, as plain ASGI middleware."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -9,6 +10,8 @@ from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logs import correlation_id, new_correlation_id
+
+log = logging.getLogger("certtoken.access")
 
 HEADER = b"x-correlation-id"
 _VALID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
@@ -47,9 +50,18 @@ class CorrelationMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            REQUEST_SECONDS.labels(scope["method"], path, str(status)).observe(
-                time.perf_counter() - started
-            )
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
             correlation_id.reset(token)

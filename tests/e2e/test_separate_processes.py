@@ -78,6 +78,8 @@ def test_enrollment_through_three_processes(processes: Processes, tmp_path: Path
     deadline = time.monotonic() + 10
     while "e2e-corr-1" not in processes.log("notifier") and time.monotonic() < deadline:
         time.sleep(0.2)
+    api_lines = [line for line in processes.log("api").splitlines() if "e2e-corr-1" in line]
+    assert any('"path": "/token/init"' in line and '"status": 200' in line for line in api_lines)
     assert "e2e-corr-1" in processes.log("ca-worker")
     assert "e2e-corr-1" in processes.log("notifier")
     assert processes.stop("api") == 0
