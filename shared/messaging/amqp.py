@@ -43,6 +43,7 @@ EXCHANGES = {
 }
 PUBLISH_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0
 
 
 class AmqpBroker(Broker):
@@ -100,7 +101,10 @@ class AmqpBroker(Broker):
         connection, self._connection, self._publisher = self._connection, None, None
         self._exchanges.clear()
         if connection is not None:
-            await connection.close()
+            try:
+                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
+            except Exception as exc:
+                log.warning("closing the RabbitMQ connection failed", extra={"error": repr(exc)})
 
     async def publish(self, exchange: str, routing_key: str, message: Message) -> None:
         """Publish persistently and mandatorily; return once RabbitMQ confirmed it."""
@@ -211,6 +215,10 @@ class AmqpBroker(Broker):
     async def _send(
         self, exchange: str, routing_key: str, message: Message, headers: dict[str, Any]
     ) -> None:
+        if not await self.ping():
+            # A robust channel would hold the publish until it reconnects: fail fast instead,
+            # so that callers (the outbox) keep the message and answer their own clients.
+            raise ConnectionError("RabbitMQ is not connected")
         target = self._exchange(exchange)
         amqp_message = aio_pika.Message(
             body=message.body,
@@ -300,8 +308,12 @@ class AmqpConsumer(Consumer):
             return
         self._stopped = True
         self._broker._forget(self)
+        connected = await self._broker.ping()
         try:
-            await self._queue.cancel(self._tag)
+            # A robust channel waits for a reconnect; with RabbitMQ away there is nothing
+            # to cancel (its side of the consumer is gone already).
+            if connected:
+                await asyncio.wait_for(self._queue.cancel(self._tag), CLOSE_TIMEOUT)
         except Exception as exc:
             log.debug("basic.cancel failed", extra={"queue": self._queue.name, "error": repr(exc)})
         if self._tasks:
@@ -311,7 +323,7 @@ class AmqpConsumer(Consumer):
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self._channel.close()
+            await asyncio.wait_for(self._channel.close(), CLOSE_TIMEOUT)
 
     async def _on_delivery(self, incoming: AbstractIncomingMessage) -> None:
         # Our own task, not aiormq's, so that stop() decides when a handler is cancelled.

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(seconds=30)
 _SETTLE_DELAY = 0.25
+# A publish that takes longer is left to the sweep, so no caller hangs on a sick broker.
+_SEND_TIMEOUT = 5.0
 
 
 def outbox_message(
@@ -121,7 +123,10 @@ class OutboxRelay:
 
     async def send(self, rows: Sequence[OutboxMessage]) -> None:
         """Publish rows this process just committed; failures are left to the sweep."""
-        results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self._publish(r), _SEND_TIMEOUT) for r in rows),
+            return_exceptions=True,
+        )
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning(
