@@ -215,6 +215,8 @@ class AmqpBroker(Broker):
     async def _send(
         self, exchange: str, routing_key: str, message: Message, headers: dict[str, Any]
     ) -> None:
+        if self._connection is None:
+            raise RuntimeError("broker not started")
         if not await self.ping():
             # A robust channel would hold the publish until it reconnects: fail fast instead,
             # so that callers (the outbox) keep the message and answer their own clients.
