@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = admin_sub.add_parser("add", help="add an administrator")
     add.add_argument("name", help="login name of the new administrator")
     add.add_argument("-p", "--password", help="password (prompted for when omitted)")
+    add.add_argument("--email", default="", help="where event handlers mail this admin")
     admin_sub.add_parser("list", help="list administrators")
     delete = admin_sub.add_parser("delete", help="delete an administrator")
     delete.add_argument("name")
@@ -169,13 +170,25 @@ async def cmd_admin(settings: Settings, args: argparse.Namespace) -> None:
         async with db.read() as session:
             if await session.scalar(select(Admin).where(Admin.name == args.name)):
                 raise CommandError(f"administrator {args.name!r} exists already")
+        email = _admin_email(args.email)
         password = args.password or _prompt_password()
         if len(password) < 8:
             raise CommandError("the password must have at least 8 characters")
         hashed = await asyncio.to_thread(hash_password, password)
         async with db.write() as session:
-            session.add(Admin(name=args.name, password_hash=hashed))
+            session.add(Admin(name=args.name, password_hash=hashed, email=email))
         print(f"administrator {args.name!r} added")
+
+
+def _admin_email(text: str) -> str:
+    from shared.notification.handlers import address
+
+    if not text:
+        return ""
+    try:
+        return address(text)
+    except ValueError as exc:
+        raise CommandError(f"--email: {exc}") from None
 
 
 def _prompt_password() -> str:
@@ -268,7 +281,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             print(f"created a local CA connector {DEFAULT_CA!r}", file=sys.stderr)
         broker = broker_for(settings)
         app = create_app(settings, broker, manage_broker=False, db=db)
-        components: list[Component] = [CAWorker(settings, broker, db), Notifier(broker)]
+        components: list[Component] = [
+            CAWorker(settings, broker, db),
+            Notifier(settings, broker, db),
+        ]
         await serve(components, [http_server(app, args.host, args.port)], broker)
 
 
@@ -294,7 +310,7 @@ async def cmd_notifier(settings: Settings, args: argparse.Namespace) -> None:
     """``notifier``: the notifier alone."""
     from services.notifier.service import Notifier
 
-    await _run_worker(settings, "notifier", lambda broker, db: Notifier(broker))
+    await _run_worker(settings, "notifier", lambda broker, db: Notifier(settings, broker, db))
 
 
 async def _run_worker(settings: Settings, name: str, factory: Callable[..., Any]) -> None:

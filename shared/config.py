@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=30.0, gt=0)
     health_port: int = Field(default=0, ge=0, le=65535)
     health_host: str = "127.0.0.1"
+    # --- notifier ---
+    mail_outbox_dir: Path | None = None
+    mail_sender: str = "certtoken@localhost"
+    smtp_ca_file: Path | None = None
+    smtp_pool_size: int = Field(default=8, gt=0, le=100)
+    notifier_claim_margin_seconds: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("amqp_url", "database_url")
     @classmethod
@@ -77,6 +83,11 @@ class Settings(BaseSettings):
     def ca_dir(self) -> Path:
         """Where local CA material lives."""
         return self.data_dir / "ca"
+
+    @property
+    def mail_outbox(self) -> Path:
+        """Where mail goes when an event handler names no SMTP server (embedded mode)."""
+        return self.mail_outbox_dir or self.data_dir / "mail-outbox"
 
 
 def _read_or_create_secret(path: Path) -> str:

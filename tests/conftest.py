@@ -7,10 +7,13 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    from tests.support.smtp import SmtpSink
 
 T = TypeVar("T")
 
@@ -106,3 +109,15 @@ def pytest_configure(config: pytest.Config) -> None:
         handler = getattr(plugin, name, None)
         if handler is not None:
             handler.setFormatter(formatter)
+
+
+# --- SMTP -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 and a free port, collecting mail."""
+    from tests.support.smtp import running_sink
+
+    with running_sink() as sink:
+        yield sink

@@ -17,7 +17,7 @@ from services.api.enrollment import EnrollmentStore
 from services.api.envelope import error
 from services.api.errors import ApiError
 from services.api.middleware import CorrelationMiddleware
-from services.api.routers import auth, caconnector, tokens, users
+from services.api.routers import auth, ca, caconnector, events, smtpservers, tokens, users
 from services.api.waiter import OutcomeWaiter
 from shared.config import Settings
 from shared.db.session import Database
@@ -82,7 +82,7 @@ def create_app(
         return result
 
     app.router.routes.extend(health_routes(readiness))
-    for module in (auth, users, caconnector, tokens):
+    for module in (auth, users, caconnector, ca, tokens, events, smtpservers):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(CorrelationMiddleware)

@@ -1,19 +1,31 @@
-"""The ca_worker's job handler: sign a submitted CSR through its CA connector."""
+"""The ca_worker's job handlers: sign a submitted CSR, and route each job type to its handler."""
 
 from __future__ import annotations
 
 import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from sqlalchemy import select
 
 from services.ca_worker.connectors.base import (
     Connector,
     Denied,
+    Owner,
+    Pending,
     PermanentCAError,
     SignResult,
     Template,
     TemporaryCAError,
 )
+from services.ca_worker.connectors.local import LocalConnector
+from services.ca_worker.polling import poll_outbox
+from services.ca_worker.precheck import precheck
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenbook import LostRace, Outcome, TokenBook
+from shared.ca_jobs import Poll
+from shared.db.models import OutboxMessage, User, utcnow
+from shared.db.session import Database
 from shared.events import MalformedEvent, decode
 from shared.jobs import MalformedJob, SignRequest
 from shared.logs import correlation_id
@@ -22,17 +34,46 @@ from shared.messaging.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[Message], Awaitable[None]]
+
+
+def new_request_id() -> str:
+    """An id for a request in the CA request store."""
+    return secrets.token_hex(8)
+
+
+async def owner_of(db: Database, template: Template, username: str, realm: str) -> Owner:
+    """The owner values *template* adds to the subject (read only when it adds any)."""
+    if "email" not in template.subject_components:
+        return Owner(realm=realm)
+    async with db.read() as session:
+        email = await session.scalar(
+            select(User.email).where(User.username == username, User.realm == realm)
+        )
+    return Owner(email=email or "", realm=realm)
+
 
 class SignHandler:
     """Handles ``csr.sign``: idempotent, so a redelivered job never records twice."""
 
-    def __init__(self, book: TokenBook, connectors: ConnectorRegistry, relay: OutboxRelay) -> None:
+    def __init__(
+        self,
+        book: TokenBook,
+        connectors: ConnectorRegistry,
+        relay: OutboxRelay,
+        db: Database | None = None,
+        poll_delays_ms: Sequence[int] = (1000, 5000, 30000, 120000),
+        on_local_issue: Callable[[str], None] | None = None,
+    ) -> None:
         self._book = book
         self._connectors = connectors
         self._relay = relay
+        self._db = db
+        self._poll_delays = tuple(poll_delays_ms)
+        self._on_local_issue = on_local_issue
 
     async def __call__(self, message: Message) -> None:
-        """Sign the job's CSR, record the outcome with its event, publish the event."""
+        """Sign the job's CSR (or hold it for approval), record the outcome, publish the event."""
         try:
             event = decode(message.body)
             job = SignRequest.from_data(event.data)
@@ -42,24 +83,75 @@ class SignHandler:
         correlation_id.set(cid)
 
         result: SignResult
+        held: dict[str, object] | None = None
+        followups: tuple[OutboxMessage, ...] = ()
+        connector: Connector | None = None
         try:
             connector = await self._connectors.get(job.ca)
+            template = await self._connectors.template(job.ca, job.template)
         except PermanentCAError as exc:
             result = Denied(str(exc))
         else:
-            result = await self._sign(connector, job, message)
+            if template.needs_approval:
+                # Held for a CA manager: nothing is sent to the CA until approved.
+                result = precheck(job.request, template) or Pending(new_request_id())
+                if isinstance(result, Pending):
+                    held = self._held(job, result.request_id, "approval", "")
+            else:
+                result = await self._sign(connector, job, template, message)
+                if isinstance(result, Pending):
+                    remote_id = result.request_id
+                    result = Pending(new_request_id())
+                    held = self._held(job, result.request_id, "ca", remote_id)
+                    if connector.polls:
+                        poll = Poll(result.request_id, job.ca, 0)
+                        followups = (poll_outbox(poll, self._poll_delays, cid, self._relay.lease),)
         try:
-            row = await self._book.record(Outcome(job, result, cid))
+            rows = await self._book.record(Outcome(job, result, cid, held, followups))
         except LostRace:
             # A redelivered job: the outcome is on record already, this signature unused.
             log.info("token already handled; job acknowledged", extra={"serial": job.serial})
             return
         log.info("outcome recorded", extra={"serial": job.serial, "result": type(result).__name__})
-        await self._relay.send([row])
+        await self._relay.send(rows)
+        if self._on_local_issue is not None and isinstance(connector, LocalConnector):
+            # A CA created while this worker runs gets its CRL and OCSP responder now.
+            self._on_local_issue(job.ca)
 
-    async def _sign(self, connector: Connector, job: SignRequest, message: Message) -> SignResult:
+    def _held(
+        self, job: SignRequest, request_id: str, kind: str, remote_id: str
+    ) -> dict[str, object]:
+        now = utcnow()
+        return {
+            "id": request_id,
+            "ca": job.ca,
+            "token_serial": job.serial,
+            "template": job.template,
+            "csr": job.request,
+            "kind": kind,
+            "remote_id": remote_id,
+            "status": "pending",
+            "username": job.username,
+            "realm": job.realm,
+            "requester": str(job.info.get("enrolled_by", "")),
+            "decision": None,
+            "decided_by": None,
+            "decided_at": None,
+            "reason": "",
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    async def _sign(
+        self, connector: Connector, job: SignRequest, template: Template, message: Message
+    ) -> SignResult:
         try:
-            return await connector.sign(job.request, Template(name=job.template or "default"))
+            owner = (
+                await owner_of(self._db, template, job.username, job.realm)
+                if self._db is not None
+                else Owner(realm=job.realm)
+            )
+            return await connector.sign(job.request, template, owner)
         except TemporaryCAError as exc:
             log.warning(
                 "CA temporarily unavailable; will retry",
@@ -68,3 +160,17 @@ class SignHandler:
             raise RetryLater(str(exc)) from exc
         except PermanentCAError as exc:
             return Denied(str(exc))
+
+
+class JobRouter:
+    """Hands each job on the ca_worker's queue to the handler of its type."""
+
+    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+        self._handlers = dict(handlers)
+
+    async def __call__(self, message: Message) -> None:
+        """Dispatch by the message's type; a type nobody handles is parked."""
+        handler = self._handlers.get(message.type)
+        if handler is None:
+            raise Reject(f"no handler for job type {message.type!r}")
+        await handler(message)

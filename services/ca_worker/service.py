@@ -1,23 +1,41 @@
-"""The ca_worker service: consumes signing jobs and relays its own events."""
+"""The ca_worker service: consumes CA jobs, keeps CRLs fresh and relays its own events."""
 
 from __future__ import annotations
 
-from services.ca_worker.handlers import SignHandler
+from services.ca_worker.handlers import JobRouter, SignHandler
+from services.ca_worker.lifecycle import Lifecycle
+from services.ca_worker.publication import CHECK_SECONDS, Publisher
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenbook import TokenBook
 from shared.config import Settings
 from shared.db.session import Database
 from shared.messaging.base import Broker, Consumer
 from shared.messaging.outbox import OutboxRelay
-from shared.messaging.topology import CA_WORKER_QUEUE
+from shared.messaging.topology import (
+    CA_APPROVE,
+    CA_DELETE,
+    CA_DENY,
+    CA_POLL,
+    CA_REVOKE,
+    CA_WORKER_QUEUE,
+    CSR_SIGN,
+)
+from shared.security import SecretBox
 
 
 class CAWorker:
-    """Starts the ``csr.sign`` consumer and the outbox relay; stops them draining."""
+    """Starts the job consumer, the CA publisher and the outbox relay; stops them draining."""
 
     name = "ca_worker"
 
-    def __init__(self, settings: Settings, broker: Broker, db: Database) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        db: Database,
+        *,
+        publish_check_seconds: float = CHECK_SECONDS,
+    ) -> None:
         self.relay = OutboxRelay(
             db,
             broker,
@@ -25,19 +43,49 @@ class CAWorker:
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.outbox_lease_seconds,
         )
-        registry = ConnectorRegistry(db, settings.data_dir, settings.resolved_ca_passphrase)
-        self.handler = SignHandler(TokenBook(db, self.relay.lease), registry, self.relay)
+        box = SecretBox(settings.resolved_secret_key)
+        self.registry = ConnectorRegistry(
+            db, settings.data_dir, settings.resolved_ca_passphrase, box
+        )
+        # Polls of requests a CA holds wait in the broker's delay queues: the retry delays.
+        delays = settings.retry_delays_ms
+        self.publisher = Publisher(db, self.registry, box, publish_check_seconds)
+        self.handler = SignHandler(
+            TokenBook(db, self.relay.lease),
+            self.registry,
+            self.relay,
+            db,
+            delays,
+            self.publisher.ensure,
+        )
+        self.lifecycle = Lifecycle(
+            db, self.registry, self.relay, broker, delays, self.publisher.refresh, self.relay.lease
+        )
+        self.router = JobRouter(
+            {
+                CSR_SIGN: self.handler,
+                CA_APPROVE: self.lifecycle.approve,
+                CA_DENY: self.lifecycle.deny,
+                CA_POLL: self.lifecycle.poll,
+                CA_REVOKE: self.lifecycle.revoke,
+                CA_DELETE: self.lifecycle.delete,
+            }
+        )
         self._broker = broker
         self._consumer: Consumer | None = None
 
     async def start(self) -> None:
-        """Begin consuming."""
+        """Publish what local CAs owe (CRL, OCSP responder), then begin consuming."""
         self.relay.start()
-        self._consumer = await self._broker.consume(CA_WORKER_QUEUE, self.handler)
+        await self.publisher.refresh_all()
+        self.publisher.start()
+        self._consumer = await self._broker.consume(CA_WORKER_QUEUE, self.router)
 
     async def stop(self) -> None:
         """Finish the jobs in hand, then publish what they left in the outbox."""
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        await self.publisher.stop()
         await self.relay.stop()
+        await self.registry.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import event_data, outcome
 from shared.batching import Batcher
-from shared.db.models import IssuedCertificate, OutboxMessage, Token, utcnow
+from shared.db.models import CARequest, IssuedCertificate, OutboxMessage, Token, utcnow
 from shared.db.session import Database
 from shared.domain import EventType, RolloutState
 from shared.events import new_event
@@ -29,6 +29,9 @@ class Outcome:
     job: SignRequest
     result: SignResult
     correlation_id: str
+    # A pending result's row in the CA request store, and messages that follow it (a poll).
+    ca_request: dict[str, Any] | None = None
+    followups: tuple[OutboxMessage, ...] = field(default=())
 
 
 class LostRace(Exception):
@@ -42,7 +45,8 @@ class _Prepared:
     serial: str
     update: dict[str, Any]
     issued: dict[str, Any] | None
-    event: OutboxMessage
+    ca_request: dict[str, Any] | None
+    messages: list[OutboxMessage]
 
 
 class TokenBook:
@@ -51,13 +55,13 @@ class TokenBook:
     def __init__(self, db: Database, lease: timedelta) -> None:
         self._db = db
         self._lease = lease
-        self._records: Batcher[Outcome, OutboxMessage] = Batcher(self._record_many)
+        self._records: Batcher[Outcome, list[OutboxMessage]] = Batcher(self._record_many)
 
-    async def record(self, item: Outcome) -> OutboxMessage:
-        """Store the outcome with its event if the token is still ``submitted``; else LostRace."""
+    async def record(self, item: Outcome) -> list[OutboxMessage]:
+        """Store the outcome, its event and follow-ups if still ``submitted``; else LostRace."""
         return await self._records.submit(item)
 
-    async def _record_many(self, items: list[Outcome]) -> list[OutboxMessage | Exception]:
+    async def _record_many(self, items: list[Outcome]) -> list[list[OutboxMessage] | Exception]:
         prepared = [self._prepare(item) for item in items]
         async with self._db.write() as session:
             # First writer wins: only tokens still ``submitted`` take an outcome, so a
@@ -73,13 +77,13 @@ class TokenBook:
                     .with_for_update()
                 )
             )
-            results: list[OutboxMessage | Exception] = []
+            results: list[list[OutboxMessage] | Exception] = []
             winners: list[_Prepared] = []
             for item in prepared:
                 if item.serial in open_serials:
                     open_serials.discard(item.serial)
                     winners.append(item)
-                    results.append(item.event)
+                    results.append(item.messages)
                 else:
                     results.append(LostRace(item.serial))
             if winners:
@@ -87,7 +91,10 @@ class TokenBook:
                 issued = [w.issued for w in winners if w.issued is not None]
                 if issued:
                     await session.execute(insert(IssuedCertificate), issued)
-                await insert_outbox(session, [w.event for w in winners])
+                held = [w.ca_request for w in winners if w.ca_request is not None]
+                if held:
+                    await session.execute(insert(CARequest), held)
+                await insert_outbox(session, [m for w in winners for m in w.messages])
         return results
 
     def _prepare(self, item: Outcome) -> _Prepared:
@@ -112,9 +119,11 @@ class TokenBook:
                 "updated_at": now,
             },
             issued=_issued_values(job, result, now) if isinstance(result, Issued) else None,
-            event=outbox_message(
-                EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease
-            ),
+            ca_request=item.ca_request,
+            messages=[
+                outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease),
+                *item.followups,
+            ],
         )
 
 

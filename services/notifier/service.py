@@ -1,50 +1,49 @@
-"""The notifier service: consumes ``token.*`` events (rules come with the notifier issue)."""
+"""The notifier service: consumes ``token.*`` events and mails what event handlers ask for."""
 
 from __future__ import annotations
 
-import logging
-
-from shared.events import MalformedEvent, decode
-from shared.logs import correlation_id
-from shared.messaging.base import Broker, Consumer, Message, Reject
-from shared.messaging.topology import NOTIFIER_QUEUE
-
-log = logging.getLogger(__name__)
-
-
-async def log_event(message: Message) -> None:
-    """Log one event with its correlation id; park what is not a CloudEvent."""
-    try:
-        event = decode(message.body)
-    except MalformedEvent as exc:
-        raise Reject(str(exc)) from exc
-    correlation_id.set(event.correlation_id or message.correlation_id)
-    log.info(
-        "event received",
-        extra={
-            "event_id": event.id,
-            "event_type": event.type,
-            "serial": event.subject,
-            "rollout_state": event.data.get("rollout_state"),
-        },
-    )
+from services.notifier.config_cache import ConfigCache
+from services.notifier.deliveries import DeliveryBook
+from services.notifier.mailer import Mailer
+from services.notifier.transport import Transports
+from shared.config import Settings
+from shared.db.session import Database
+from shared.messaging.base import Broker, Consumer
+from shared.messaging.topology import NOTIFIER_JOBS_QUEUE, NOTIFIER_QUEUE
+from shared.security import SecretBox
 
 
 class Notifier:
-    """Starts and stops the event consumer."""
+    """Starts the event and retry-job consumers; stops them draining."""
 
     name = "notifier"
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, settings: Settings, broker: Broker, db: Database) -> None:
+        self.transports = Transports(
+            settings.mail_outbox, settings.smtp_ca_file, settings.smtp_pool_size
+        )
+        self.mailer = Mailer(
+            db,
+            DeliveryBook(db),
+            self.transports,
+            ConfigCache(SecretBox(settings.resolved_secret_key)),
+            max_attempts=settings.max_attempts,
+            claim_margin=settings.notifier_claim_margin_seconds,
+            default_sender=settings.mail_sender,
+        )
         self._broker = broker
-        self._consumer: Consumer | None = None
+        self._consumers: list[Consumer] = []
 
     async def start(self) -> None:
-        """Begin consuming events."""
-        self._consumer = await self._broker.consume(NOTIFIER_QUEUE, log_event)
+        """Begin consuming events and retry jobs."""
+        self._consumers = [
+            await self._broker.consume(NOTIFIER_QUEUE, self.mailer.on_event),
+            await self._broker.consume(NOTIFIER_JOBS_QUEUE, self.mailer.on_retry),
+        ]
 
     async def stop(self) -> None:
-        """Finish the events in hand."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        """Finish the events in hand, then close SMTP connections."""
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            await consumer.stop()
+        await self.transports.close()

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -65,6 +66,8 @@ class Admin(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Where the notifier mails this admin (recipient "internal admin"); "" for none.
+    email: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -94,6 +97,8 @@ class CAConnector(Base):
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cacert: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Secret options (e.g. a cfssl auth key) as one SecretBox-sealed JSON object.
+    secrets: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Token(Base):
@@ -153,3 +158,136 @@ class OutboxMessage(Base):
     correlation_id: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- CA ---
+
+
+class CATemplate(Base):
+    """A certificate template of a CA connector. Written by: api."""
+
+    __tablename__ = "ca_template"
+
+    ca: Mapped[str] = mapped_column(String(120), ForeignKey("caconnector.name"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CARequest(Base):
+    """A request held for approval or pending at the CA.
+
+    Written by: ca_worker (the row, its status); api (only the decision columns).
+    """
+
+    __tablename__ = "ca_request"
+    __table_args__ = (Index("ix_ca_request_ca_status", "ca", "status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ca: Mapped[str] = mapped_column(String(120))
+    token_serial: Mapped[str] = mapped_column(String(40), unique=True)
+    template: Mapped[str] = mapped_column(String(120), default="")
+    csr: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(20))  # approval (held here) | ca (held by the CA)
+    remote_id: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(20))
+    username: Mapped[str] = mapped_column(String(120), default="")
+    realm: Mapped[str] = mapped_column(String(120), default="")
+    requester: Mapped[str] = mapped_column(String(255), default="")
+    decision: Mapped[str | None] = mapped_column(String(20), default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(120), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CAPublication(Base):
+    """A local CA's CRL and delegated OCSP responder (key sealed). Written by: ca_worker."""
+
+    __tablename__ = "ca_publication"
+
+    ca: Mapped[str] = mapped_column(String(120), ForeignKey("caconnector.name"), primary_key=True)
+    crl_number: Mapped[int] = mapped_column(Integer, default=0)
+    crl: Mapped[bytes] = mapped_column(LargeBinary)
+    crl_this_update: Mapped[datetime]
+    crl_next_update: Mapped[datetime]
+    ocsp_cert: Mapped[str] = mapped_column(Text)
+    ocsp_key: Mapped[str] = mapped_column(Text)
+    ocsp_not_after: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- notifier ---
+
+
+class EventHandler(Base):
+    """An event handler: events, conditions, an action and its options. Written by: api."""
+
+    __tablename__ = "eventhandler"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    handlermodule: Mapped[str] = mapped_column(String(60))
+    action: Mapped[str] = mapped_column(String(60))
+    position: Mapped[str] = mapped_column(String(10), default="post")
+    active: Mapped[bool] = mapped_column(default=True)
+    ordering: Mapped[int] = mapped_column(Integer, default=0)
+    conditions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SmtpServer(Base):
+    """An SMTP server the notifier sends through; ``password`` is sealed. Written by: api."""
+
+    __tablename__ = "smtpserver"
+
+    identifier: Mapped[str] = mapped_column(String(120), primary_key=True)
+    server: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=25)
+    tls: Mapped[bool] = mapped_column(default=False)
+    starttls: Mapped[bool] = mapped_column(default=False)
+    username: Mapped[str] = mapped_column(String(255), default="")
+    password: Mapped[str] = mapped_column(Text, default="")
+    sender: Mapped[str] = mapped_column(String(255))
+    timeout: Mapped[int] = mapped_column(Integer, default=10)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MailDelivery(Base):
+    """One mail of one handler for one event to one recipient. Written by: notifier."""
+
+    __tablename__ = "mail_delivery"
+    __table_args__ = (
+        UniqueConstraint("event_id", "handler_id", "recipient", name="uq_mail_delivery_once"),
+        Index("ix_mail_delivery_status", "status"),
+        Index("ix_mail_delivery_serial", "serial"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(40))
+    serial: Mapped[str] = mapped_column(String(40), default="")
+    handler_id: Mapped[int] = mapped_column(Integer)
+    handler_name: Mapped[str] = mapped_column(String(120), default="")
+    # The key that makes a delivery unique: the address, or who lacked one.
+    recipient: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str] = mapped_column(String(255), default="")
+    smtpserver: Mapped[str] = mapped_column(String(120), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))
+    permanent: Mapped[bool] = mapped_column(default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    claim: Mapped[str] = mapped_column(String(40), default="")
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -8,6 +8,13 @@ JOBS_EXCHANGE = "certtoken.jobs"
 EVENTS_EXCHANGE = "certtoken.events"
 
 CSR_SIGN = "csr.sign"
+CA_APPROVE = "ca.approve"
+CA_DENY = "ca.deny"
+CA_REVOKE = "ca.revoke"
+CA_DELETE = "ca.delete"
+CA_POLL = "ca.poll"
+CA_JOBS = (CA_APPROVE, CA_DENY, CA_REVOKE, CA_DELETE, CA_POLL)
+MAIL_RETRY = "mail.retry"
 
 
 @dataclass(frozen=True)
@@ -28,11 +35,17 @@ class QueueSpec:
         return f"{self.name}.retry.{delay_ms}"
 
 
-CA_WORKER_QUEUE = QueueSpec("certtoken.ca_worker", JOBS_EXCHANGE, (CSR_SIGN,))
+CA_WORKER_QUEUE = QueueSpec("certtoken.ca_worker", JOBS_EXCHANGE, (CSR_SIGN, *CA_JOBS))
 NOTIFIER_QUEUE = QueueSpec("certtoken.notifier", EVENTS_EXCHANGE, ("token.#",))
+# An administrator's retry of a parked mail delivery.
+NOTIFIER_JOBS_QUEUE = QueueSpec("certtoken.notifier.jobs", JOBS_EXCHANGE, (MAIL_RETRY,))
 
-WORK_QUEUES = (CA_WORKER_QUEUE, NOTIFIER_QUEUE)
-QUEUES_BY_SERVICE = {"ca_worker": CA_WORKER_QUEUE, "notifier": NOTIFIER_QUEUE}
+WORK_QUEUES = (CA_WORKER_QUEUE, NOTIFIER_QUEUE, NOTIFIER_JOBS_QUEUE)
+QUEUES_BY_SERVICE = {
+    "ca_worker": CA_WORKER_QUEUE,
+    "notifier": NOTIFIER_QUEUE,
+    "notifier_jobs": NOTIFIER_JOBS_QUEUE,
+}
 
 
 def event_routing_key(event_type: str) -> str:

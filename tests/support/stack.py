@@ -86,7 +86,7 @@ async def running_stack(settings: Settings, *, worker: bool = True) -> AsyncIter
     broker = broker_for(settings)
     await broker.start()
     ca_worker = CAWorker(settings, broker, db)
-    notifier = Notifier(broker)
+    notifier = Notifier(settings, broker, db)
     if worker:
         await ca_worker.start()
     await notifier.start()

@@ -64,3 +64,44 @@ def test_event_fields_are_documented() -> None:
         data = event_data(job, state, info, "CERT" if result is issued else "")
         assert set(data) <= set(documented), set(data) - set(documented)
         assert set(SCHEMAS["tokenEventData"]["required"]) <= set(data)
+
+
+def test_ca_jobs_are_documented_on_the_ca_worker_queue() -> None:
+    from shared.ca_jobs import Decision, Poll, Retirement
+    from shared.messaging.topology import CA_JOBS
+
+    channels = _channels()
+    assert set(CA_JOBS) <= set(channels)
+    assert set(CA_JOBS) <= set(CA_WORKER_QUEUE.routing_keys)
+    for key in CA_JOBS:
+        assert channels[key]["bindings"]["amqp"]["exchange"]["name"] == JOBS_EXCHANGE
+    for kind, schema in ((Decision, "caDecision"), (Retirement, "caRetirement"), (Poll, "caPoll")):
+        names = {f.name for f in dataclasses.fields(kind)}
+        assert set(SCHEMAS[schema]["properties"]) == names
+        assert set(SCHEMAS[schema]["required"]) == names
+
+
+def test_later_event_fields_are_documented() -> None:
+    from services.ca_worker.outcomes import token_event_data
+    from shared.db.models import Token
+
+    token = Token(
+        serial="CRT0000000A",
+        tokentype="certificate",
+        username="alice",
+        realm="corp",
+        ca="localca",
+        template="",
+        info={"request_id": "ab", "revocation_reason": "keyCompromise", "reason": "x"},
+    )
+    data = token_event_data(
+        token,
+        RolloutState.REVOKED,
+        dict(token.info),
+        certificate="C",
+        previous="enrolled",
+        admin="a",
+    )
+    documented = SCHEMAS["tokenEventData"]["properties"]
+    assert set(data) <= set(documented), set(data) - set(documented)
+    assert {"previous_rollout_state", "admin", "revocation_reason"} <= set(data)

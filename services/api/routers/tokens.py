@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,14 +18,17 @@ from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollIntent, SerialTaken
 from services.api.envelope import ok
-from services.api.errors import Forbidden, ParameterError
+from services.api.errors import Conflict, Forbidden, NotFound, ParameterError
+from services.api.jobs import answer_detail, event_type, job_row, token_state, wait_for
 from services.api.params import body_doc, parse
 from services.api.schemas import REALM, TokenInit
 from services.api.tokens import page_links, token_view
+from shared.ca_jobs import Retirement
 from shared.db.models import Token
-from shared.domain import FINAL_FOR_INIT, RolloutState, new_serial
+from shared.domain import FINAL_FOR_INIT, EventType, RolloutState, new_serial
 from shared.jobs import SignRequest
 from shared.logs import correlation_id
+from shared.messaging.topology import CA_DELETE, CA_REVOKE
 from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import Identity
 
@@ -160,3 +164,76 @@ async def list_tokens(
         )
         tokens = [token_view(t) for t in rows]
     return ok({"tokens": tokens, **page_links(count, page, pagesize)})
+
+
+# --- revocation and deletion ----------------------------------------------------------------
+
+REVOCATION_REASONS = (
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+)
+
+
+class TokenRevoke(BaseModel):
+    """``POST /token/revoke``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    serial: str = Field(min_length=1, max_length=40)
+    reason: str = Field(default="unspecified", pattern="^(" + "|".join(REVOCATION_REASONS) + ")$")
+
+
+@router.post("/revoke", openapi_extra=body_doc(TokenRevoke))
+async def revoke_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
+    """Revoke an enrolled token's certificate at its CA; the token becomes ``revoked``."""
+    data = await parse(request, TokenRevoke)
+    token = await _own_token(ctx, caller, data.serial)
+    if token.rollout_state != RolloutState.ENROLLED:
+        raise Conflict(
+            f"serial: token {data.serial} is {token.rollout_state}; only an enrolled token "
+            "can be revoked"
+        )
+    job = Retirement(data.serial, data.reason, caller.username)
+    return await _retire(ctx, CA_REVOKE, job, EventType.TOKEN_REVOKE)
+
+
+@router.delete("/{serial}")
+async def delete_token(serial: str, ctx: Context, caller: Caller) -> JSONResponse:
+    """Delete a token: an enrolled one is revoked first, a pending request is withdrawn."""
+    await _own_token(ctx, caller, serial)
+    job = Retirement(serial, "", caller.username)
+    return await _retire(ctx, CA_DELETE, job, EventType.TOKEN_DELETE)
+
+
+async def _own_token(ctx: ApiContext, caller: Identity, serial: str) -> Token:
+    """The token *serial*; 404 when it does not exist or is not the calling user's."""
+    async with ctx.db.read() as session:
+        token = await session.get(Token, serial)
+    if token is None or (
+        caller.role == "user" and (token.username, token.realm) != (caller.username, caller.realm)
+    ):
+        raise NotFound(f"serial: no token {serial!r}")
+    return token
+
+
+async def _retire(ctx: ApiContext, kind: str, job: Retirement, until: EventType) -> JSONResponse:
+    """Hand the job to the ca_worker and wait a bounded time for its event."""
+    future = ctx.waiter.expect(job.serial, event_type(until.value))
+    try:
+        row = job_row(ctx, kind, job.serial, job.to_data())
+        async with ctx.db.write() as session:
+            session.add(row)
+        await ctx.relay.send([row])
+        data = await wait_for(ctx, future)
+    finally:
+        ctx.waiter.discard(job.serial, future)
+    if data is None:
+        return ok(True, await token_state(ctx, job.serial))
+    detail = answer_detail(data)
+    if until == EventType.TOKEN_DELETE:
+        detail["deleted"] = True
+    return ok(True, detail)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
+
+from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions
 
 
 @dataclass(frozen=True)
@@ -52,21 +56,77 @@ class PermanentCAError(CAError):
 class Template:
     """What kind of certificate to issue."""
 
-    name: str = "default"
+    name: str = DEFAULT_TEMPLATE
     validity_days: int = 365
     key_usage: tuple[str, ...] = ("digitalSignature", "keyEncipherment")
     extended_key_usage: tuple[str, ...] = ("clientAuth",)
+    allowed_sans: tuple[str, ...] | None = None  # None: every SAN of the CSR
+    approval: str = "none"
+    profile: str = ""  # the CA's own profile name (cfssl)
+    subject_components: tuple[str, ...] = ()  # from the owner: "email", "realm"
+
+    @classmethod
+    def from_options(cls, name: str, options: TemplateOptions) -> Template:
+        """A template from its validated stored options."""
+        return cls(
+            name=name,
+            validity_days=options.validity_days,
+            key_usage=options.key_usage,
+            extended_key_usage=options.extended_key_usage,
+            allowed_sans=options.allowed_sans,
+            approval=options.approval,
+            profile=options.profile,
+            subject_components=options.subject_components,
+        )
+
+    @property
+    def needs_approval(self) -> bool:
+        """Whether a CA manager must approve each request first."""
+        return self.approval == "required"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The token owner's values that a template may add to the subject."""
+
+    email: str = ""
+    realm: str = ""
 
 
 class Connector(abc.ABC):
     """A configured CA connector."""
 
     name: str
+    type: ClassVar[str]
+    polls: ClassVar[bool] = False
+    """Whether its CA may answer pending and decide later (the ca_worker then polls)."""
 
     @abc.abstractmethod
-    async def sign(self, csr_pem: str, template: Template) -> SignResult:
+    async def sign(
+        self, csr_pem: str, template: Template, owner: Owner | None = None
+    ) -> SignResult:
         """Ask the CA to certify *csr_pem* according to *template*."""
+
+    async def status(self, request_id: str) -> SignResult:
+        """What became of a request the CA held (Issued, Pending or Denied)."""
+        raise PermanentCAError(f"CA connector {self.name!r} holds no requests")
+
+    async def withdraw(self, request_id: str) -> None:
+        """Withdraw a request the CA still holds (best effort)."""
+        _ = request_id  # nothing to withdraw unless the CA holds requests
+
+    async def close(self) -> None:
+        """Release the connector's connections (a local CA holds none)."""
+        await asyncio.sleep(0)
+
+    @abc.abstractmethod
+    async def revoke(self, serial_number: str, reason: str) -> None:
+        """Have the CA revoke the certificate with hex *serial_number*."""
 
     @abc.abstractmethod
     def ca_certificate(self) -> str:
         """The issuing CA's certificate, PEM."""
+
+    def chain(self) -> tuple[str, ...]:
+        """The issuing CA's chain, PEM, issuer first."""
+        return (self.ca_certificate(),)

@@ -13,12 +13,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from services.ca_worker.connectors.base import (
     Connector,
     Denied,
     Issued,
+    Owner,
     PermanentCAError,
     SignResult,
     Template,
@@ -27,6 +28,7 @@ from shared.pki import (
     CSRError,
     PrivateKey,
     cert_pem,
+    general_name_text,
     key_info,
     load_certificate,
     parse_csr,
@@ -107,27 +109,89 @@ class LocalConnector(Connector):
             raise PermanentCAError(f"CA connector {name!r}: cacert is not a CA certificate")
         return cls(name, key, cert)
 
-    async def sign(self, csr_pem: str, template: Template) -> SignResult:
+    async def sign(
+        self, csr_pem: str, template: Template, owner: Owner | None = None
+    ) -> SignResult:
         """Certify *csr_pem*; the work runs in a thread so the event loop stays free."""
-        return await asyncio.to_thread(self._sign, csr_pem, template)
+        return await asyncio.to_thread(self._sign, csr_pem, template, owner or Owner())
+
+    async def revoke(self, serial_number: str, reason: str) -> None:
+        """Nothing to ask: a local CA's revocations are its database rows and its CRL."""
 
     def ca_certificate(self) -> str:
         """The CA certificate, PEM."""
         return self._cert_pem
 
-    def _sign(self, csr_pem: str, template: Template) -> SignResult:
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The CA certificate."""
+        return self._cert
+
+    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> bytes:
+        """Sign a CRL the caller built (issuer and AKI are set here); DER."""
+        crl = (
+            builder.issuer_name(self._cert.subject)
+            .add_extension(self._aki, critical=False)
+            .sign(self._key, self._hash)
+        )
+        return crl.public_bytes(serialization.Encoding.DER)
+
+    def issue_responder(
+        self, key: ec.EllipticCurvePublicKey, not_before: datetime, not_after: datetime
+    ) -> x509.Certificate:
+        """A delegated OCSP signing certificate (RFC 6960 4.2.2.2) for *key*."""
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, f"{self.name} OCSP responder")]
+        )
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._cert.subject)
+            .public_key(key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(max(not_before, self._cert.not_valid_before_utc))
+            .not_valid_after(min(not_after, self._cert.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+            )
+            .add_extension(x509.OCSPNoCheck(), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+            .add_extension(self._aki, critical=False)
+            .sign(self._key, self._hash)
+        )
+
+    def _sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         """Validate the template and the request, then issue."""
         _check_key_usage(template)
         extended_key_usage = _extended_key_usage(template)
         if template.validity_days <= 0:
             raise PermanentCAError(f"template {template.name!r}: validity_days must be positive")
         try:
-            return self._issue(csr_pem, template, extended_key_usage)
+            return self._issue(csr_pem, template, extended_key_usage, owner)
         except _Refused as exc:
             return Denied(str(exc))
 
     def _issue(
-        self, csr_pem: str, template: Template, extended_key_usage: x509.ExtendedKeyUsage | None
+        self,
+        csr_pem: str,
+        template: Template,
+        extended_key_usage: x509.ExtendedKeyUsage | None,
+        owner: Owner,
     ) -> Issued:
         """Build and sign the certificate; raise _Refused when the request is unacceptable."""
         try:
@@ -144,13 +208,16 @@ class LocalConnector(Connector):
             ).value
         except x509.ExtensionNotFound:
             san = None
-        if not csr.subject and san is None:
+        if san is not None:
+            _check_sans(template, san)
+        subject = _subject(csr.subject, template, owner)
+        if not subject and san is None:
             raise _Refused("request: the CSR has neither a subject nor a subjectAltName")
         not_before, not_after = self._validity(template.validity_days)
 
         builder = (
             x509.CertificateBuilder()
-            .subject_name(csr.subject)
+            .subject_name(subject)
             .issuer_name(self._cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
@@ -167,7 +234,7 @@ class LocalConnector(Connector):
             builder = builder.add_extension(extended_key_usage, critical=False)
         if san is not None:
             # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
-            builder = builder.add_extension(san, critical=not csr.subject)
+            builder = builder.add_extension(san, critical=not subject)
         cert = builder.sign(self._key, self._hash)
         return Issued(
             certificate=cert_pem(cert),
@@ -310,3 +377,40 @@ def _extended_key_usage(template: Template) -> x509.ExtendedKeyUsage | None:
         if oid not in oids:
             oids.append(oid)
     return x509.ExtendedKeyUsage(oids) if oids else None
+
+
+def _check_sans(template: Template, san: x509.SubjectAlternativeName) -> None:
+    """Refuse SANs of a type the template does not allow."""
+    if template.allowed_sans is None:
+        return
+    for name in san:
+        text = general_name_text(name)
+        if text.split(":", 1)[0] not in template.allowed_sans:
+            allowed = ", ".join(template.allowed_sans) or "none"
+            raise _Refused(
+                f"request: subjectAltName {text} is not allowed by template "
+                f"{template.name!r} (allowed: {allowed})"
+            )
+
+
+def _subject(subject: x509.Name, template: Template, owner: Owner) -> x509.Name:
+    """The CSR's subject plus the owner's components the template asks for."""
+    extra: list[x509.NameAttribute[str]] = []
+    for component in template.subject_components:
+        if component == "email":
+            if not owner.email:
+                raise _Refused(
+                    f"request: template {template.name!r} adds the owner's e-mail address, "
+                    "but the owner has none"
+                )
+            extra.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, owner.email))
+        elif component == "realm" and owner.realm:
+            extra.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, owner.realm))
+    if not extra:
+        return subject
+    present = {(a.oid, a.value) for a in subject}
+    rdns = list(subject.rdns)
+    rdns.extend(
+        x509.RelativeDistinguishedName([a]) for a in extra if (a.oid, a.value) not in present
+    )
+    return x509.Name(rdns)

@@ -1,0 +1,161 @@
+"""OCSP answers (RFC 6960) signed by a local CA's delegated responder, never by the CA key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
+from sqlalchemy import select
+
+from shared.db.models import CAConnector, CAPublication, IssuedCertificate, utcnow
+from shared.db.session import Database
+from shared.pki import serial_hex
+from shared.security import SecretBox
+
+NEXT_UPDATE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """A responder certificate with its opened key, and the CA it answers for."""
+
+    pem: str
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    issuer: x509.Certificate
+
+
+@dataclass(frozen=True)
+class CertStatus:
+    """What the database says of one serial number."""
+
+    status: ocsp.OCSPCertStatus
+    revoked_at: datetime | None = None
+    reason: x509.ReasonFlags | None = None
+
+
+def unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
+    """An unsigned OCSP error answer (malformed request, unauthorized, internal error)."""
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
+        serialization.Encoding.DER
+    )
+
+
+def issuer_hashes(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    """The CertID hashes of *issuer*: of its subject DER and of its public key's bits."""
+    name = hashes.Hash(algorithm)
+    name.update(issuer.subject.public_bytes())
+    key = issuer.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        bits = key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    elif isinstance(key, rsa.RSAPublicKey):
+        bits = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    else:
+        raise ValueError("unsupported CA key type")
+    key_hash = hashes.Hash(algorithm)
+    key_hash.update(bits)
+    return name.finalize(), key_hash.finalize()
+
+
+def build_response(
+    request: ocsp.OCSPRequest, signer: _Signer, status: CertStatus, now: datetime
+) -> bytes:
+    """A signed response for *request*, echoing its nonce."""
+    this_update = now.replace(microsecond=0)
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response_by_hash(
+            issuer_name_hash=request.issuer_name_hash,
+            issuer_key_hash=request.issuer_key_hash,
+            serial_number=request.serial_number,
+            algorithm=request.hash_algorithm,
+            cert_status=status.status,
+            this_update=this_update,
+            next_update=this_update + NEXT_UPDATE,
+            revocation_time=status.revoked_at,
+            revocation_reason=status.reason,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, signer.cert)
+        .certificates([signer.cert])
+    )
+    try:
+        nonce = request.extensions.get_extension_for_class(x509.OCSPNonce)
+        builder = builder.add_extension(nonce.value, critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    response = builder.sign(signer.key, hashes.SHA256())
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+def _reason(name: str | None) -> x509.ReasonFlags | None:
+    for flag in x509.ReasonFlags:
+        if flag.value == name and flag is not x509.ReasonFlags.unspecified:
+            return flag
+    return None
+
+
+class OCSPResponder:
+    """Answers for every local CA from the database; keys opened once per responder cert."""
+
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self._db = db
+        self._box = box
+        self._signers: dict[str, _Signer] = {}
+
+    async def respond(self, ca: str, der: bytes) -> bytes:
+        """The DER OCSP response to the DER request *der* about a certificate of *ca*."""
+        try:
+            request = ocsp.load_der_ocsp_request(der)
+            algorithm = request.hash_algorithm
+        except Exception:
+            return unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        async with self._db.read() as session:
+            publication = await session.get(CAPublication, ca)
+            connector = await session.get(CAConnector, ca)
+            issued = await session.scalar(
+                select(IssuedCertificate).where(
+                    IssuedCertificate.ca == ca,
+                    IssuedCertificate.serial_number == serial_hex(request.serial_number),
+                )
+            )
+        if publication is None or connector is None or not connector.cacert:
+            return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        signer = self._signer(ca, publication, connector.cacert)
+        if issuer_hashes(signer.issuer, algorithm) != (
+            request.issuer_name_hash,
+            request.issuer_key_hash,
+        ):
+            # Not a certificate of this CA: RFC 6960 2.2 "unknown" fits an unrecognized issuer.
+            issued = None
+        status = CertStatus(ocsp.OCSPCertStatus.UNKNOWN)
+        if issued is not None and issued.revoked_at is not None:
+            status = CertStatus(
+                ocsp.OCSPCertStatus.REVOKED,
+                issued.revoked_at.replace(microsecond=0),
+                _reason(issued.revocation_reason),
+            )
+        elif issued is not None:
+            status = CertStatus(ocsp.OCSPCertStatus.GOOD)
+        return build_response(request, signer, status, utcnow())
+
+    def _signer(self, ca: str, publication: CAPublication, cacert: str) -> _Signer:
+        cached = self._signers.get(ca)
+        if cached is not None and cached.pem == publication.ocsp_cert:
+            return cached
+        key = serialization.load_pem_private_key(self._box.open(publication.ocsp_key), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("OCSP responder key must be EC")
+        signer = _Signer(
+            pem=publication.ocsp_cert,
+            cert=x509.load_pem_x509_certificate(publication.ocsp_cert.encode()),
+            key=key,
+            issuer=x509.load_pem_x509_certificate(cacert.encode()),
+        )
+        self._signers[ca] = signer
+        return signer

@@ -1,0 +1,211 @@
+"""``/ca/<name>/``: the CA manager's requests, and what a local CA publishes (CRL, OCSP, cert)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+
+from services.api.auth import Admin, Context
+from services.api.context import ApiContext
+from services.api.envelope import ok
+from services.api.errors import Conflict, NotFound, ParameterError
+from services.api.jobs import answer_detail, job_row, states, token_state, wait_for
+from services.api.ocsp import OCSPResponder
+from services.api.params import body_doc, parse
+from shared.ca_jobs import Decision
+from shared.db.models import CAConnector, CAPublication, CARequest, utcnow
+from shared.messaging.topology import CA_APPROVE, CA_DENY
+from shared.pki import CSRError, csr_summary, parse_csr
+from shared.security import SecretBox
+
+router = APIRouter(prefix="/ca", tags=["ca"])
+
+OCSP_REQUEST = "application/ocsp-request"
+OCSP_RESPONSE = "application/ocsp-response"
+MAX_OCSP_REQUEST = 16 * 1024
+
+
+class DenyBody(BaseModel):
+    """``POST /ca/<name>/requests/<id>/deny``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reason: str = Field(default="", max_length=1000)
+
+
+def request_view(row: CARequest) -> dict[str, Any]:
+    """A held request with its decoded CSR."""
+    try:
+        csr: dict[str, Any] = dict(csr_summary(parse_csr(row.csr)))
+    except CSRError as exc:
+        csr = {"error": str(exc)}
+    return {
+        "request_id": row.id,
+        "ca": row.ca,
+        "serial": row.token_serial,
+        "template": row.template,
+        "status": row.status,
+        "held_by": "certtoken" if row.kind == "approval" else "ca",
+        "username": row.username,
+        "realm": row.realm,
+        "requester": row.requester,
+        "time": row.created_at.isoformat(),
+        "decision": row.decision,
+        "decided_by": row.decided_by,
+        "reason": row.reason,
+        "csr": csr,
+    }
+
+
+@router.get("/{name}/requests")
+async def list_requests(
+    name: str,
+    ctx: Context,
+    _admin: Admin,
+    status: Literal["pending", "issued", "denied", "withdrawn"] | None = None,
+) -> JSONResponse:
+    """The CA's requests, oldest first; ``?status=pending`` for those awaiting a decision."""
+    async with ctx.db.read() as session:
+        if await session.get(CAConnector, name) is None:
+            raise NotFound(f"ca: no CA connector named {name!r}")
+        query = select(CARequest).where(CARequest.ca == name)
+        if status:
+            query = query.where(CARequest.status == status)
+        rows = (await session.scalars(query.order_by(CARequest.created_at))).all()
+    return ok({"requests": [request_view(r) for r in rows], "count": len(rows)})
+
+
+@router.post("/{name}/requests/{request_id}/approve")
+async def approve(name: str, request_id: str, ctx: Context, admin: Admin) -> JSONResponse:
+    """Approve a held request: the CA issues, the token becomes enrolled."""
+    return await _decide(ctx, name, request_id, "approve", admin.username, "")
+
+
+@router.post("/{name}/requests/{request_id}/deny", openapi_extra=body_doc(DenyBody))
+async def deny(
+    request: Request, name: str, request_id: str, ctx: Context, admin: Admin
+) -> JSONResponse:
+    """Deny a held request with a reason: the token becomes denied."""
+    body = await parse(request, DenyBody)
+    return await _decide(ctx, name, request_id, "deny", admin.username, body.reason)
+
+
+async def _decide(
+    ctx: ApiContext, ca: str, request_id: str, decision: str, admin: str, reason: str
+) -> JSONResponse:
+    async with ctx.db.read() as session:
+        held = await session.get(CARequest, request_id)
+    if held is None or held.ca != ca:
+        raise NotFound(f"request: CA {ca!r} has no request {request_id!r}")
+    _check_open(held)
+    kind = CA_APPROVE if decision == "approve" else CA_DENY
+    job = Decision(request_id, ca, admin, reason)
+    future = ctx.waiter.expect(held.token_serial, states("enrolled", "denied", "failed"))
+    try:
+        row = job_row(ctx, kind, request_id, job.to_data())
+        async with ctx.db.write() as session:
+            # The first decision wins; a second one (even a concurrent one) is a conflict.
+            changed = await session.execute(
+                update(CARequest)
+                .where(
+                    CARequest.id == request_id,
+                    CARequest.status == "pending",
+                    CARequest.decision.is_(None),
+                )
+                .values(decision=decision, decided_by=admin, decided_at=utcnow())
+            )
+            if not changed.rowcount:  # type: ignore[attr-defined]
+                current = await session.get(CARequest, request_id)
+                assert current is not None
+                _check_open(current)
+            session.add(row)
+        await ctx.relay.send([row])
+        data = await wait_for(ctx, future)
+    finally:
+        ctx.waiter.discard(held.token_serial, future)
+    detail = answer_detail(data) if data else await token_state(ctx, held.token_serial)
+    detail["request_id"] = request_id
+    return ok(True, detail)
+
+
+def _check_open(held: CARequest) -> None:
+    """409 unless a manager may still decide on *held*."""
+    if held.decision is not None:
+        raise Conflict(
+            f"request: {held.id!r} was already decided ({held.decision} by {held.decided_by})"
+        )
+    if held.status != "pending":
+        raise Conflict(f"request: {held.id!r} is {held.status}, not pending")
+    if held.kind != "approval":
+        raise Conflict(f"request: {held.id!r} is held by the CA itself; decide it there")
+
+
+# --- published without authentication --------------------------------------------------------
+
+
+@router.get("/{name}/cacert")
+async def cacert(
+    name: str, ctx: Context, format: Literal["pem", "der"] = Query(default="pem")
+) -> Response:
+    """The CA certificate: PEM, or DER with ``?format=der``."""
+    async with ctx.db.read() as session:
+        connector = await session.get(CAConnector, name)
+    if connector is None or not connector.cacert:
+        raise NotFound(f"ca: no CA certificate for {name!r}")
+    if format == "der":
+        cert = x509.load_pem_x509_certificate(connector.cacert.encode())
+        return Response(
+            cert.public_bytes(serialization.Encoding.DER), media_type="application/pkix-cert"
+        )
+    return Response(connector.cacert, media_type="application/x-pem-file")
+
+
+@router.get("/{name}/crl")
+async def crl(
+    name: str, ctx: Context, format: Literal["pem", "der"] = Query(default="der")
+) -> Response:
+    """The CA's current CRL: DER, or PEM with ``?format=pem``."""
+    async with ctx.db.read() as session:
+        publication = await session.get(CAPublication, name)
+    if publication is None:
+        raise NotFound(f"ca: {name!r} publishes no CRL (not a local CA, or not published yet)")
+    if format == "pem":
+        pem = x509.load_der_x509_crl(publication.crl).public_bytes(serialization.Encoding.PEM)
+        return Response(pem, media_type="application/x-pem-file")
+    return Response(publication.crl, media_type="application/pkix-crl")
+
+
+@router.post("/{name}/ocsp")
+async def ocsp_post(name: str, request: Request, ctx: Context) -> Response:
+    """OCSP over HTTP POST (RFC 6960 A.1): the DER request is the body."""
+    body = await request.body()
+    if len(body) > MAX_OCSP_REQUEST:
+        raise ParameterError(f"body: an OCSP request is at most {MAX_OCSP_REQUEST} bytes")
+    return await _ocsp(request, ctx, name, body)
+
+
+@router.get("/{name}/ocsp/{encoded:path}")
+async def ocsp_get(name: str, encoded: str, request: Request, ctx: Context) -> Response:
+    """OCSP over HTTP GET: the base64 DER request (URL-encoded) is the last path part."""
+    try:
+        der = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ParameterError("request: not a base64-encoded OCSP request") from None
+    return await _ocsp(request, ctx, name, der)
+
+
+async def _ocsp(request: Request, ctx: ApiContext, name: str, der: bytes) -> Response:
+    responder: OCSPResponder | None = getattr(request.app.state, "ocsp", None)
+    if responder is None:
+        responder = OCSPResponder(ctx.db, SecretBox(ctx.settings.resolved_secret_key))
+        request.app.state.ocsp = responder
+    answer = await responder.respond(name, der)
+    return Response(answer, media_type=OCSP_RESPONSE)

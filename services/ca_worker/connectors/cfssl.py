@@ -1,0 +1,212 @@
+"""The ``cfssl`` connector: a remote CA reached over CFSSL's HTTP API."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import ssl
+from typing import Any, ClassVar
+
+import httpx
+from cryptography import x509
+
+from services.ca_worker.connectors.base import (
+    Connector,
+    Issued,
+    Owner,
+    PermanentCAError,
+    SignResult,
+    Template,
+    TemporaryCAError,
+)
+from shared.cfssl_options import CfsslOptions
+from shared.pki import cert_pem, load_certificate, serial_hex
+
+# RFC 5280 reason names, as cfssl's revoke endpoint spells them.
+REASONS = frozenset(
+    {
+        "unspecified",
+        "keyCompromise",
+        "cACompromise",
+        "affiliationChanged",
+        "superseded",
+        "cessationOfOperation",
+        "certificateHold",
+        "privilegeWithdrawn",
+        "aACompromise",
+    }
+)
+_MAX_ERROR = 300
+
+
+def auth_token(key: bytes, request: bytes) -> str:
+    """cfssl's ``authsign`` token: the base64 HMAC-SHA256 of the request bytes."""
+    return base64.b64encode(hmac.new(key, request, hashlib.sha256).digest()).decode()
+
+
+def error_message(body: bytes) -> str:
+    """The CA's own error text from a cfssl answer (bounded), or the raw body."""
+    try:
+        doc = json.loads(body)
+        messages = [str(e.get("message", "")) for e in doc.get("errors") or []]
+        text = "; ".join(m for m in messages if m)
+    except (ValueError, AttributeError, TypeError):
+        text = ""
+    if not text:
+        text = body.decode("utf-8", "replace").strip()
+    return text[:_MAX_ERROR] or "no error message"
+
+
+class CfsslConnector(Connector):
+    """Signs through ``/api/v1/cfssl/sign`` (or ``authsign`` with an auth key)."""
+
+    type: ClassVar[str] = "cfssl"
+
+    def __init__(self, name: str, options: CfsslOptions, auth_key: bytes | None = None) -> None:
+        self.name = name
+        self.options = options
+        self._auth_key = auth_key
+        self._cacert = options.cacert
+        verify: ssl.SSLContext | bool = options.tls_verify
+        if options.tls_verify and options.tls_ca:
+            verify = ssl.create_default_context(cadata=options.tls_ca)
+        self._client = httpx.AsyncClient(
+            base_url=options.url, timeout=options.timeout, verify=verify
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.aclose()
+
+    async def sign(
+        self, csr_pem: str, template: Template, owner: Owner | None = None
+    ) -> SignResult:
+        """Submit *csr_pem*; cfssl issues at once or refuses."""
+        request: dict[str, Any] = {
+            "certificate_request": csr_pem,
+            "profile": template.profile or self.options.profile,
+        }
+        names = self._subject_names(template, owner or Owner())
+        if names:
+            request["subject"] = {"names": [names]}
+        raw = json.dumps(request, separators=(",", ":")).encode()
+        if self._auth_key is not None:
+            path = "/api/v1/cfssl/authsign"
+            body = json.dumps(
+                {
+                    "token": auth_token(self._auth_key, raw),
+                    "request": base64.b64encode(raw).decode(),
+                }
+            ).encode()
+        else:
+            path, body = "/api/v1/cfssl/sign", raw
+        result = await self._call(path, body)
+        try:
+            cert = load_certificate(str(result["certificate"]))
+        except (KeyError, TypeError, ValueError):
+            raise PermanentCAError(
+                f"CA connector {self.name!r}: the CA answered without a certificate"
+            ) from None
+        if not self._cacert:
+            await self._load_cacert()
+        return Issued(
+            certificate=cert_pem(cert),
+            serial_number=serial_hex(cert.serial_number),
+            subject=cert.subject.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            chain=(self._cacert,) if self._cacert else (),
+        )
+
+    async def revoke(self, serial_number: str, reason: str) -> None:
+        """Revoke through ``/api/v1/cfssl/revoke`` (needs a certificate database at the CA)."""
+        if not self.options.revoke:
+            raise PermanentCAError(f"CA connector {self.name!r}: revocation is not enabled")
+        if not self._cacert:
+            await self._load_cacert()
+        key_ids = [_key_id(self._cacert), ""]
+        last = ""
+        # Older cfssl releases record issued certificates without the authority key id.
+        for key_id in dict.fromkeys(key_ids):
+            body = json.dumps(
+                {
+                    "serial": str(int(serial_number, 16)),
+                    "authority_key_id": key_id,
+                    "reason": reason if reason in REASONS else "unspecified",
+                }
+            ).encode()
+            try:
+                await self._call("/api/v1/cfssl/revoke", body)
+                return
+            except PermanentCAError as exc:
+                last = str(exc)
+                if "not found" not in last:
+                    raise
+        raise PermanentCAError(last)
+
+    def ca_certificate(self) -> str:
+        """The CA certificate as configured or as the CA's ``info`` told it ("" if unknown)."""
+        return self._cacert
+
+    async def _load_cacert(self) -> None:
+        """Ask ``/api/v1/cfssl/info`` for the CA certificate."""
+        body = json.dumps({"profile": self.options.profile}).encode()
+        result = await self._call("/api/v1/cfssl/info", body)
+        try:
+            self._cacert = cert_pem(load_certificate(str(result["certificate"])))
+        except (KeyError, TypeError, ValueError):
+            raise PermanentCAError(
+                f"CA connector {self.name!r}: info answered without a CA certificate"
+            ) from None
+
+    def _subject_names(self, template: Template, owner: Owner) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for component in template.subject_components:
+            if component == "realm" and owner.realm:
+                names["OU"] = owner.realm
+            elif component == "email":
+                raise PermanentCAError(
+                    f"template {template.name!r}: cfssl cannot add an e-mail address to the subject"
+                )
+        return names
+
+    async def _call(self, path: str, body: bytes) -> dict[str, Any]:
+        """POST *body*; TemporaryCAError when unreachable or 5xx, PermanentCAError on refusal."""
+        try:
+            answer = await self._client.post(
+                path, content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.TransportError as exc:
+            raise TemporaryCAError(
+                f"CA connector {self.name!r}: {type(exc).__name__} reaching {self.options.url}"
+            ) from None
+        if answer.status_code >= 500 or answer.status_code in (408, 429):
+            raise TemporaryCAError(
+                f"CA connector {self.name!r}: HTTP {answer.status_code}: "
+                f"{error_message(answer.content)}"
+            )
+        try:
+            doc = answer.json()
+        except ValueError:
+            doc = None
+        if answer.status_code >= 400 or not isinstance(doc, dict) or not doc.get("success"):
+            raise PermanentCAError(
+                f"CA connector {self.name!r}: the CA refused (HTTP {answer.status_code}): "
+                f"{error_message(answer.content)}"
+            )
+        result = doc.get("result")
+        return result if isinstance(result, dict) else {}
+
+
+def _key_id(cacert: str) -> str:
+    """The CA's subject key identifier, hex, as cfssl records it; "" when unknown."""
+    if not cacert:
+        return ""
+    cert = load_certificate(cacert)
+    try:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return ""
+    return ski.digest.hex()

@@ -1,0 +1,77 @@
+"""Event handlers and SMTP servers, read again only when a cheap probe says they changed.
+
+The probe runs in every event's own read transaction, so an event sees every change the api
+committed before it, exactly as if the configuration were read in full each time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import EventHandler, SmtpServer
+from shared.notification.context import load_handlers
+from shared.notification.handlers import HandlerSpec
+from shared.notification.smtp import SmtpConfig, smtp_config
+from shared.security import SecretBox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Handlers by event, and the SMTP servers (usable, or broken with the reason)."""
+
+    version: tuple[Any, ...] = ()
+    handlers: dict[str, list[HandlerSpec]] = field(default_factory=dict)
+    servers: dict[str, SmtpConfig] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+    senders: dict[str, str] = field(default_factory=dict)
+
+
+_PROBE = select(
+    select(func.count(EventHandler.id)).scalar_subquery(),
+    select(func.sum(EventHandler.id)).scalar_subquery(),
+    select(func.max(EventHandler.updated_at)).scalar_subquery(),
+    select(func.count(SmtpServer.identifier)).scalar_subquery(),
+    select(func.max(SmtpServer.updated_at)).scalar_subquery(),
+)
+
+
+class ConfigCache:
+    """The configuration as of the caller's transaction, reloaded only when it changed."""
+
+    def __init__(self, box: SecretBox) -> None:
+        self._box = box
+        self._snapshot = Snapshot()
+
+    async def current(self, session: AsyncSession) -> Snapshot:
+        """The configuration *session* sees."""
+        version = tuple((await session.execute(_PROBE)).one())
+        if version != self._snapshot.version:
+            self._snapshot = await self._load(session, version)
+        return self._snapshot
+
+    async def _load(self, session: AsyncSession, version: tuple[Any, ...]) -> Snapshot:
+        handlers: dict[str, list[HandlerSpec]] = {}
+        for spec in await load_handlers(session):
+            for event in spec.events:
+                handlers.setdefault(event, []).append(spec)
+        servers: dict[str, SmtpConfig] = {}
+        broken: dict[str, str] = {}
+        senders: dict[str, str] = {}
+        for row in await session.scalars(select(SmtpServer)):
+            senders[row.identifier] = row.sender
+            try:
+                servers[row.identifier] = smtp_config(row, self._box)
+            except ValueError:
+                log.error("SMTP server password does not unseal", extra={"smtp": row.identifier})
+                broken[row.identifier] = (
+                    f"the password of SMTP server {row.identifier!r} cannot be decrypted "
+                    "with this secret key; set it again"
+                )
+        return Snapshot(version, handlers, servers, broken, senders)

@@ -1,0 +1,46 @@
+"""Options of a ``cfssl`` CA connector, validated the same way by api and ca_worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SECRET_OPTIONS = frozenset({"auth_key"})
+"""Write-only options: sealed apart, never stored in ``options``, never shown."""
+
+
+class CfsslOptions(BaseModel):
+    """The non-secret options of a cfssl connector (the auth key is sealed apart)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=500)
+    profile: str = Field(default="", max_length=120)
+    tls_verify: bool = True
+    tls_ca: str = Field(default="", max_length=65536)
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    cacert: str = Field(default="", max_length=65536)
+    revoke: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("tls_ca", "cacert")
+    @classmethod
+    def _pem(cls, value: str) -> str:
+        if value and "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("must be a PEM certificate")
+        return value
+
+
+def cfssl_options(options: dict[str, Any]) -> CfsslOptions:
+    """Validated options; ValueError naming the field otherwise."""
+    try:
+        return CfsslOptions.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "options"
+        raise ValueError(f"{field}: {first['msg']}") from None

@@ -1,0 +1,131 @@
+"""Requests a CA keeps pending on its side: polled with growing delays until it decides.
+
+No CA at hand holds requests for approval (cfssl issues at once), so this CA is scripted: it
+answers pending, then pending again, then issues with the local CA's key (or refuses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+from services.ca_worker.connectors.base import (
+    Connector,
+    Denied,
+    Owner,
+    Pending,
+    SignResult,
+    Template,
+)
+from services.ca_worker.connectors.local import LocalConnector
+from services.ca_worker.registry import _FACTORIES, register_connector_type
+from shared.db.models import CAConnector
+from tests.integration.test_ca_approval import watch
+from tests.support.pki import make_csr
+from tests.support.stack import Stack
+
+
+class ScriptedCA(Connector):
+    """Holds every request; its status answers follow a script per request."""
+
+    type: ClassVar[str] = "scripted"
+    polls: ClassVar[bool] = True
+    calls: ClassVar[dict[str, int]] = {}
+    refuse: ClassVar[set[str]] = set()
+
+    def __init__(self, name: str, local: LocalConnector) -> None:
+        self.name = name
+        self._local = local
+        self._csrs: dict[str, str] = {}
+
+    async def sign(
+        self, csr_pem: str, template: Template, owner: Owner | None = None
+    ) -> SignResult:
+        request_id = f"MS-{len(self._csrs) + 1}"
+        self._csrs[request_id] = csr_pem
+        return Pending(request_id)
+
+    async def status(self, request_id: str) -> SignResult:
+        self.calls[request_id] = self.calls.get(request_id, 0) + 1
+        if self.calls[request_id] < 3:
+            return Pending(request_id)
+        if request_id in self.refuse:
+            return Denied("rejected by the CA manager")
+        return await self._local.sign(self._csrs[request_id], Template())
+
+    async def revoke(self, serial_number: str, reason: str) -> None:
+        return None
+
+    def ca_certificate(self) -> str:
+        return self._local.ca_certificate()
+
+
+@pytest.fixture
+def scripted(stack: Stack) -> Iterator[None]:
+    settings = stack.settings
+
+    def factory(row: CAConnector, _secrets: dict[str, str]) -> Connector:
+        local = LocalConnector.load(
+            "localca",
+            {"cakey": "ca/localca/cakey.pem", "cacert": "ca/localca/cacert.pem"},
+            settings.data_dir,
+            settings.resolved_ca_passphrase,
+        )
+        return ScriptedCA(row.name, local)
+
+    ScriptedCA.calls.clear()
+    ScriptedCA.refuse.clear()
+    register_connector_type("scripted", factory)
+    try:
+        yield
+    finally:
+        _FACTORIES.pop("scripted", None)
+
+
+async def wait_state(client: Any, serial: str, state: str) -> dict[str, Any]:
+    for _ in range(400):
+        answer = (await client.get("/token/", params={"serial": serial})).json()
+        token: dict[str, Any] = answer["result"]["value"]["tokens"][0]
+        if token["rollout_state"] == state:
+            return token
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{serial} never became {state}: {token}")
+
+
+@pytest.mark.usefixtures("scripted")
+async def test_pending_at_the_ca_is_polled_until_it_decides(stack: Stack) -> None:
+    async with stack.db.write() as session:
+        session.add(CAConnector(name="msca", type="scripted", options={}, cacert=""))
+    token = await stack.admin_token()
+    events = await watch(stack)
+    async with stack.client(token) as client:
+        assert (await client.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
+        answers = []
+        for cn in ("issued", "refused"):
+            answer = await client.post(
+                "/token/init",
+                json={"request": make_csr(cn), "ca": "msca", "user": "alice", "realm": "corp"},
+            )
+            answers.append(answer.json()["detail"])
+        issued, refused = answers
+        assert issued["rollout_state"] == "pending" and issued["request_id"]
+        ScriptedCA.refuse.add("MS-2")
+        held = (await client.get("/ca/msca/requests", params={"status": "pending"})).json()
+        assert {r["held_by"] for r in held["result"]["value"]["requests"]} == {"ca"}
+        # The CA itself decides: certtoken's managers cannot.
+        mine = await client.post(f"/ca/msca/requests/{issued['request_id']}/approve")
+        assert mine.status_code == 409
+
+        enrolled = await wait_state(client, issued["serial"], "enrolled")
+        assert "BEGIN CERTIFICATE" in enrolled["info"]["certificate"]
+        denied = await wait_state(client, refused["serial"], "denied")
+        assert denied["info"]["reason"] == "rejected by the CA manager"
+    # Asked three times each: pending, pending, decided; then never again.
+    await asyncio.sleep(0.5)
+    assert ScriptedCA.calls == {"MS-1": 3, "MS-2": 3}
+    updates = await events.wait(issued["serial"], "token_update")
+    assert len(updates) == 1 and updates[0].data["previous_rollout_state"] == "pending"
+    assert "admin" not in updates[0].data
