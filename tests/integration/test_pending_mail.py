@@ -87,6 +87,6 @@ async def test_pending_enrollment_mails_the_owner_once(stack: Stack, smtp_sink: 
 
         # The notifier has handled every event by now; give a late one a moment all the same.
         await asyncio.sleep(0.5)
-        assert smtp_sink.count == 2
+        assert smtp_sink.count() == 2
         assert await deliveries(client, serial=enrolled["serial"]) == []
         assert enrolled["serial"] not in " ".join(m.subject + m.body for m in mails)
