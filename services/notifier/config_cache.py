@@ -1,7 +1,8 @@
 """Event handlers and SMTP servers, read again only when a cheap probe says they changed.
 
-The probe runs in every event's own read transaction, so an event sees every change the api
-committed before it, exactly as if the configuration were read in full each time.
+The probe runs after each event arrived (events arriving together share one probe), so an
+event sees every change the api committed before it, as if the configuration were read in
+full each time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.batching import Batcher
 from shared.db.models import EventHandler, SmtpServer
+from shared.db.session import Database
 from shared.notification.context import load_handlers
 from shared.notification.handlers import HandlerSpec
 from shared.notification.smtp import SmtpConfig, smtp_config
@@ -45,9 +48,20 @@ _PROBE = select(
 class ConfigCache:
     """The configuration as of the caller's transaction, reloaded only when it changed."""
 
-    def __init__(self, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self._db = db
         self._box = box
         self._snapshot = Snapshot()
+        self._probes: Batcher[None, Snapshot] = Batcher(self._probe_many)
+
+    async def fresh(self) -> Snapshot:
+        """The configuration as committed now (one probe for all who ask together)."""
+        return await self._probes.submit(None)
+
+    async def _probe_many(self, waiting: list[None]) -> list[Snapshot | Exception]:
+        async with self._db.read() as session:
+            snapshot = await self.current(session)
+        return [snapshot] * len(waiting)
 
     async def current(self, session: AsyncSession) -> Snapshot:
         """The configuration *session* sees."""

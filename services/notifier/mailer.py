@@ -114,11 +114,11 @@ class Mailer:
         )
         if event.type not in EVENT_NAMES:
             return
+        config = await self._config.fresh()
+        handlers = config.handlers.get(event.type, [])
+        if not any(h.active for h in handlers):
+            return
         async with self._db.read() as session:
-            config = await self._config.current(session)
-            handlers = config.handlers.get(event.type, [])
-            if not any(h.active for h in handlers):
-                return
             context = await load_context(session, event, handlers, self._sender, config.senders)
         mails = plan(handlers, context).mails
         servers = Servers(config.servers, config.broken)
