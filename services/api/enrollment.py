@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.errors import ParameterError
 from shared.batching import Batcher
-from shared.db.models import CAConnector, OutboxMessage, Token, User, utcnow
+from shared.ca_templates import DEFAULT_TEMPLATE
+from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database
 from shared.domain import JOB_CSR_SIGN, RolloutState
 from shared.events import new_event
@@ -52,14 +53,14 @@ class EnrollmentStore:
         # Checks read outside the write lock, which is held only for the inserts; a serial
         # taken meanwhile still fails on the primary key (IntegrityError: drawn again).
         async with self._db.read() as session:
-            known_cas, realms, taken = await _lookups(session, [i.request for i in intents])
+            known, realms, taken = await _lookups(session, [i.request for i in intents])
         results: list[OutboxMessage | Exception] = []
         tokens: list[dict[str, Any]] = []
         jobs: list[OutboxMessage] = []
         now = utcnow()
         for intent in intents:
             try:
-                realm = _check(intent.request, known_cas, realms, taken)
+                realm = _check(intent.request, known, realms, taken)
             except (ParameterError, SerialTaken) as exc:
                 results.append(exc)
                 continue
@@ -81,13 +82,21 @@ class EnrollmentStore:
 
 async def _lookups(
     session: AsyncSession, requests: list[SignRequest]
-) -> tuple[set[str], dict[str, set[str]], set[str]]:
-    """Known CA names, the realms of each named user, and serials already in use."""
-    cas = set(
-        await session.scalars(
-            select(CAConnector.name).where(CAConnector.name.in_({r.ca for r in requests}))
+) -> tuple[set[tuple[str, str]], dict[str, set[str]], set[str]]:
+    """Known (CA, template) pairs (template "" for the CA), users' realms, serials in use."""
+    cas = {r.ca for r in requests}
+    known: set[tuple[str, str]] = {
+        (name, "")
+        for name in await session.scalars(select(CAConnector.name).where(CAConnector.name.in_(cas)))
+    }
+    named = {r.template for r in requests if r.template and r.template != DEFAULT_TEMPLATE}
+    if named:
+        rows = await session.execute(
+            select(CATemplate.ca, CATemplate.name).where(
+                CATemplate.ca.in_(cas), CATemplate.name.in_(named)
+            )
         )
-    )
+        known.update((ca, name) for ca, name in rows)
     realms: dict[str, set[str]] = defaultdict(set)
     rows = await session.execute(
         select(User.username, User.realm).where(User.username.in_({r.username for r in requests}))
@@ -99,15 +108,18 @@ async def _lookups(
             select(Token.serial).where(Token.serial.in_([r.serial for r in requests]))
         )
     )
-    return cas, realms, taken
+    return known, realms, taken
 
 
 def _check(
-    request: SignRequest, cas: set[str], realms: dict[str, set[str]], taken: set[str]
+    request: SignRequest, known: set[tuple[str, str]], realms: dict[str, set[str]], taken: set[str]
 ) -> str:
     """The owner's realm; raise when a reference is unknown or the serial is taken."""
-    if request.ca not in cas:
+    if (request.ca, "") not in known:
         raise ParameterError(f"ca: unknown CA connector {request.ca!r}")
+    template = request.template
+    if template and template != DEFAULT_TEMPLATE and (request.ca, template) not in known:
+        raise ParameterError(f"template: CA connector {request.ca!r} has no template {template!r}")
     user_realms = realms.get(request.username, set())
     if request.realm:
         if request.realm not in user_realms:

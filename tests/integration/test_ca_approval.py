@@ -196,9 +196,21 @@ async def test_template_input_is_checked(stack: Stack) -> None:
         assert set(listed["templates"]) == {"default", "t2"}
         assert (await client.delete("/caconnector/localca/templates/t2")).status_code == 200
         assert (await client.delete("/caconnector/localca/templates/t2")).status_code == 404
-        # An unknown template fails the token with the reason; it is never deleted.
+        # An unknown template is a 400 at init, before anything is stored.
         user = await client.post("/user/", json={"user": "alice", "realm": "corp"})
         assert user.status_code == 201
-        failed = await init(client, template="nosuch")
-        assert failed["rollout_state"] == "failed"
-        assert "nosuch" in failed["reason"]
+        unknown = await client.post(
+            "/token/init",
+            json={
+                "request": make_csr(),
+                "ca": "localca",
+                "user": "alice",
+                "realm": "corp",
+                "template": "nosuch",
+            },
+        )
+        assert unknown.status_code == 400
+        assert unknown.json()["result"]["error"]["message"].startswith("template:")
+        assert "nosuch" in unknown.json()["result"]["error"]["message"]
+        listed = (await client.get("/token/")).json()["result"]["value"]
+        assert listed["count"] == 0
