@@ -28,7 +28,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _procstat import cpu_seconds, peak_rss_mib
 from sqlalchemy import func, select
 
 from shared.db.models import MailDelivery
@@ -64,20 +66,6 @@ def run_sink(port: int) -> None:
     signal.sigwait(stop)
     controller.stop()
     print(json.dumps({"received": len(seen), "unique": len(set(seen))}), flush=True)
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set size (VmHWM) in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def configure(procs: Processes, sink_port: int) -> None:

@@ -19,26 +19,15 @@ import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _procstat import cpu_seconds, peak_rss_mib
 
 from tests.support.amqp import vhost_url
 from tests.support.pki import make_csr
 from tests.support.procs import Processes, free_port, service_env
 
 ADMIN = {"username": "admin", "password": "bench-password-1"}
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set size (VmHWM) in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
@@ -204,7 +193,6 @@ def bench_database(database: str, requests: int, levels: list[int]) -> None:
 
 def create_postgres_db() -> tuple[str, object]:
     """A fresh PostgreSQL database for the run, and a function that drops it."""
-    import os
     import uuid
 
     import asyncpg
