@@ -266,21 +266,25 @@ class Lifecycle:
             except PermanentCAError as exc:
                 # Parked for an operator: a certificate must not look revoked when it is not.
                 raise Reject(f"the CA could not revoke {job.serial}: {exc}") from exc
-        revoked = await self._record_retirement(job, reason, cid, delete=delete)
-        if revoked and isinstance(connector, LocalConnector):
-            await self._refresh(token.ca)
+        revoked, rows = await self._record_retirement(job, reason, cid, delete=delete)
+        try:
+            if revoked and isinstance(connector, LocalConnector):
+                # Before the events go out: whoever hears of the revocation finds it in the CRL.
+                await self._refresh(token.ca)
+        finally:
+            await self._relay.send(rows)
 
     async def _record_retirement(
         self, job: Retirement, reason: str, cid: str, *, delete: bool
-    ) -> bool:
-        """Revoked and/or deleted, with events, in one transaction; True when it revoked."""
+    ) -> tuple[bool, list[OutboxMessage]]:
+        """Revoked and/or deleted, with events, in one transaction; whether it revoked."""
         now = utcnow()
         rows: list[OutboxMessage] = []
         revoked = False
         async with self._db.write() as session:
             token = await session.get(Token, job.serial, with_for_update=True)
             if token is None:
-                return False
+                return False, []
             previous = token.rollout_state
             info = dict(token.info)
             if previous == RolloutState.ENROLLED:
@@ -303,7 +307,7 @@ class Lifecycle:
                 revoked = True
             elif not delete:
                 log.info("token not enrolled; nothing to revoke", extra={"serial": job.serial})
-                return False
+                return False, []
             if delete:
                 if previous == RolloutState.PENDING:
                     await session.execute(
@@ -317,8 +321,7 @@ class Lifecycle:
                 await session.delete(token)
             session.add_all(rows)
         log.info("token retired", extra={"serial": job.serial, "deleted": delete})
-        await self._relay.send(rows)
-        return revoked
+        return revoked, rows
 
     def _event(self, kind: EventType, serial: str, data: dict[str, Any], cid: str) -> OutboxMessage:
         event = new_event(kind, SOURCE, serial, data, cid)
