@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.attestation import AttestationMode
+
 
 class Settings(BaseSettings):
     """Validated configuration; every service and the CLI build it the same way."""
@@ -41,11 +43,25 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     smtp_pool_size: int = Field(default=8, gt=0, le=100)
     notifier_claim_margin_seconds: float = Field(default=5.0, gt=0, le=300)
+    # --- audit and login ---
+    # After this many wrong passwords in a row a user's login is locked for the window.
+    login_max_failures: int = Field(default=5, gt=0, le=1000)
+    login_lockout_seconds: float = Field(default=300.0, gt=0, le=86400)
+    audit_batch: int = Field(default=500, gt=0)
+    # --- enrollment (until policies replace them) ---
+    attestation_ca_path: Path | None = None
+    require_attestation: AttestationMode = AttestationMode.IGNORE
 
     @field_validator("amqp_url", "database_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("attestation_ca_path", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: object) -> object:
+        # An empty variable means "none", not the current directory.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("retry_delays_ms")
     @classmethod

@@ -12,12 +12,22 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services import __version__
+from services.api.audit import AuditLog, AuditMiddleware
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollmentStore
 from services.api.envelope import error
 from services.api.errors import ApiError
 from services.api.middleware import CorrelationMiddleware
-from services.api.routers import auth, ca, caconnector, events, smtpservers, tokens, users
+from services.api.routers import (
+    audit,
+    auth,
+    ca,
+    caconnector,
+    events,
+    smtpservers,
+    tokens,
+    users,
+)
 from services.api.waiter import OutcomeWaiter
 from shared.config import Settings
 from shared.db.session import Database
@@ -57,12 +67,14 @@ def create_app(
             settings, own_db, broker, relay, waiter, EnrollmentStore(own_db, relay.lease)
         )
         app.state.readiness = readiness_check(own_db, broker)
+        app.state.audit = AuditLog(own_db, settings.audit_batch)
         log.info("api started")
         try:
             yield
         finally:
             await subscription.stop()
             await relay.stop()
+            await app.state.audit.drain()
             if manage_broker:
                 await broker.close()
             if db is None:
@@ -82,9 +94,10 @@ def create_app(
         return result
 
     app.router.routes.extend(health_routes(readiness))
-    for module in (auth, users, caconnector, ca, tokens, events, smtpservers):
+    for module in (auth, users, caconnector, ca, tokens, events, smtpservers, audit):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)  # inside the correlation id's scope
     app.add_middleware(CorrelationMiddleware)
     return app
 

@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.errors import ParameterError
+from shared.attestation import (
+    AttestationError,
+    AttestationMode,
+    load_trust_store,
+    parse_certificates,
+    verify_attestation,
+)
 from shared.batching import Batcher
 from shared.ca_templates import DEFAULT_TEMPLATE
+from shared.config import Settings
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database
-from shared.domain import JOB_CSR_SIGN, RolloutState
+from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
 from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
-from shared.messaging.topology import CSR_SIGN, JOBS_EXCHANGE
+from shared.messaging.topology import CSR_SIGN, EVENTS_EXCHANGE, JOBS_EXCHANGE, event_routing_key
+from shared.pki import serial_hex
 
 SOURCE = "certtoken/api"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,15 @@ class EnrollIntent:
     """A validated request to store a token with its signing job."""
 
     request: SignRequest
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A validated uploaded certificate to store as an enrolled token."""
+
+    request: SignRequest
+    certificate: str
     correlation_id: str
 
 
@@ -79,6 +102,22 @@ class EnrollmentStore:
                 await insert_outbox(session, jobs)
         return results
 
+    async def store_upload(self, upload: Upload) -> OutboxMessage:
+        """Store an uploaded certificate's token, enrolled; return its ``token_init`` event."""
+        async with self._db.read() as session:
+            known, realms, taken = await _lookups(session, [upload.request])
+        realm = _check(upload.request, known, realms, taken)
+        request = dataclasses.replace(upload.request, realm=realm)
+        data = upload_event_data(request, upload.certificate)
+        event = new_event(EventType.TOKEN_INIT, SOURCE, request.serial, data, upload.correlation_id)
+        row = outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease)
+        values = _token_values(request, utcnow())
+        values.update(rollout_state=RolloutState.ENROLLED.value, certificate=upload.certificate)
+        async with self._db.write() as session:
+            await session.execute(insert(Token), [values])
+            await insert_outbox(session, [row])
+        return row
+
 
 async def _lookups(
     session: AsyncSession, requests: list[SignRequest]
@@ -115,7 +154,8 @@ def _check(
     request: SignRequest, known: set[tuple[str, str]], realms: dict[str, set[str]], taken: set[str]
 ) -> str:
     """The owner's realm; raise when a reference is unknown or the serial is taken."""
-    if (request.ca, "") not in known:
+    # An uploaded certificate needs no CA (the route requires one for a CSR).
+    if request.ca and (request.ca, "") not in known:
         raise ParameterError(f"ca: unknown CA connector {request.ca!r}")
     template = request.template
     if template and template != DEFAULT_TEMPLATE and (request.ca, template) not in known:
@@ -152,4 +192,99 @@ def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:
         "info": request.info,
         "created_at": now,
         "updated_at": now,
+    }
+
+
+# Token-info keys that a token_init event repeats, as the ca_worker's events do.
+_EVENT_INFO_KEYS = ("certificate_serial", "certificate_subject", "certificate_not_after")
+
+
+def upload_event_data(request: SignRequest, certificate: str) -> dict[str, Any]:
+    """What the ``token_init`` event of an uploaded certificate tells subscribers."""
+    data: dict[str, Any] = {
+        "serial": request.serial,
+        "tokentype": request.tokentype,
+        "rollout_state": RolloutState.ENROLLED.value,
+        "username": request.username,
+        "realm": request.realm,
+        "ca": request.ca,
+        "template": request.template,
+        "certificate": certificate,
+    }
+    data.update({key: request.info[key] for key in _EVENT_INFO_KEYS if key in request.info})
+    role, _, name = str(request.info.get("enrolled_by", "")).partition(":")
+    if role == "admin" and name:
+        data["admin"] = name
+    return data
+
+
+def uploaded_certificate(pem: str, now: datetime | None = None) -> tuple[str, dict[str, Any]]:
+    """The uploaded certificate as PEM and its token info; 400 when unusable."""
+    try:
+        cert = parse_certificates(pem, field="certificate")[0]
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+    when = now or datetime.now(UTC)
+    if when > cert.not_valid_after_utc:
+        raise ParameterError(f"certificate: expired on {cert.not_valid_after_utc.isoformat()}")
+    if when < cert.not_valid_before_utc:
+        raise ParameterError(
+            f"certificate: not yet valid, valid from {cert.not_valid_before_utc.isoformat()}"
+        )
+    info = {
+        "subject": cert.subject.rfc4514_string(),
+        "certificate_subject": cert.subject.rfc4514_string(),
+        "certificate_issuer": cert.issuer.rfc4514_string(),
+        "certificate_serial": serial_hex(cert.serial_number),
+        "certificate_not_after": cert.not_valid_after_utc.isoformat(),
+    }
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), info
+
+
+# --- attestation: settings for now, read through these functions so policies can replace them
+
+
+def attestation_mode(settings: Settings, realm: str) -> AttestationMode:
+    """``certificate_require_attestation`` for enrollments in *realm*."""
+    return settings.require_attestation
+
+
+def attestation_ca_path(settings: Settings, realm: str) -> Path | None:
+    """Where the trusted attestation CA certificates for *realm* are."""
+    return settings.attestation_ca_path
+
+
+def check_attestation(
+    settings: Settings, realm: str, csr: x509.CertificateSigningRequest, attestation: str | None
+) -> dict[str, Any]:
+    """Token info about the attestation of *csr* under the realm's mode; 400 when it fails.
+
+    Reads files and verifies signatures: run it off the event loop.
+    """
+    mode = attestation_mode(settings, realm)
+    present = bool(attestation and attestation.strip())
+    if mode == AttestationMode.IGNORE or (mode == AttestationMode.VERIFY and not present):
+        return {"attestation_verified": False}
+    if not present:
+        raise ParameterError("attestation: missing; this realm requires an attestation certificate")
+    assert attestation is not None
+    try:
+        chain = parse_certificates(attestation)
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+    try:
+        trusted = load_trust_store(attestation_ca_path(settings, realm))
+    except (OSError, ValueError) as exc:
+        log.error("attestation CAs unreadable", extra={"realm": realm, "error": str(exc)})
+        raise ParameterError(
+            "attestation: untrusted chain: the trusted attestation CAs cannot be read"
+        ) from None
+    try:
+        attested = verify_attestation(chain, csr.public_key(), trusted)
+    except AttestationError as exc:
+        raise ParameterError(str(exc)) from None
+    return {
+        "attestation_verified": True,
+        "attestation_subject": attested.subject,
+        "attestation_issuer": attested.issuer,
     }

@@ -49,7 +49,8 @@ class TokenInit(BaseModel):
     template: str | None = Field(default=None, max_length=120)
     description: str = Field(default="", max_length=255)
     genkey: str | None = None
-    certificate: str | None = None
+    certificate: str | None = Field(default=None, max_length=65536)
+    attestation: str | None = Field(default=None, max_length=65536)
 
     @field_validator("type")
     @classmethod

@@ -291,3 +291,43 @@ class MailDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- audit ---
+
+
+class AuditEntry(Base):
+    """One API call as the audit log keeps it; never a request body. Written by: api."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_time", "time"),
+        Index("ix_audit_serial", "serial"),
+        Index("ix_audit_owner", "realm", "username"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    role: Mapped[str] = mapped_column(String(20), default="")
+    caller: Mapped[str] = mapped_column(String(255), default="")
+    action: Mapped[str] = mapped_column(String(255))
+    serial: Mapped[str] = mapped_column(String(40), default="")
+    username: Mapped[str] = mapped_column(String(120), default="")
+    realm: Mapped[str] = mapped_column(String(120), default="")
+    success: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[int] = mapped_column(Integer, default=0)
+    info: Mapped[str] = mapped_column(String(255), default="")
+    client: Mapped[str] = mapped_column(String(64), default="")
+    correlation_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LoginFailure(Base):
+    """Failed logins of one user since the last success or lockout. Written by: api."""
+
+    __tablename__ = "login_failure"
+
+    realm: Mapped[str] = mapped_column(String(120), primary_key=True)
+    username: Mapped[str] = mapped_column(String(120), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

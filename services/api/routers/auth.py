@@ -1,4 +1,10 @@
-"""``POST /auth``: exchange credentials for an access token."""
+"""``POST /auth``: exchange credentials for an access token.
+
+Administrators log in with their name alone. Users of the internal store log in as
+``user@realm`` or with ``realm``; a name that is both an administrator's and a user's
+means the administrator only when no realm is given (neither as ``realm`` nor after ``@``,
+unless the administrator's name itself holds the ``@``).
+"""
 
 from __future__ import annotations
 
@@ -8,33 +14,89 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from services.api.audit import note
 from services.api.auth import Context
+from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import AuthError
+from services.api.login import LoginThrottle, split_login
 from services.api.params import body_doc, parse
 from services.api.schemas import AuthRequest
-from shared.db.models import Admin
+from shared.db.models import Admin, User
 from shared.security import Identity, hash_password, issue_token, verify_password
 
 router = APIRouter(tags=["auth"])
 
 # Verified against when the name is unknown, so that a miss costs as long as a hit.
 _DUMMY_HASH = hash_password("certtoken-no-such-account")
+_WRONG = "username or password is wrong"
 
 
 @router.post("/auth", openapi_extra=body_doc(AuthRequest))
 async def authenticate(request: Request, ctx: Context) -> JSONResponse:
-    """Check an admin's credentials and return a signed, expiring access token."""
+    """Check an admin's or a user's credentials and return a signed, expiring access token."""
     creds = await parse(request, AuthRequest)
-    async with ctx.db.read() as session:
-        admin = await session.scalar(select(Admin).where(Admin.name == creds.username))
-    stored = admin.password_hash if admin else _DUMMY_HASH
-    # scrypt is deliberately slow: keep it off the event loop.
-    valid = await asyncio.to_thread(verify_password, creds.password, stored)
-    if admin is None or not valid:
-        raise AuthError("username or password is wrong")
-    identity = Identity(username=admin.name, role="admin")
+    admin = None
+    if not creds.realm:
+        async with ctx.db.read() as session:
+            admin = await session.scalar(select(Admin).where(Admin.name == creds.username))
+    if admin is not None:
+        note(request, user=admin.name)
+        if not await _verify(creds.password, admin.password_hash):
+            raise AuthError(_WRONG)
+        identity = Identity(username=admin.name, role="admin")
+    else:
+        identity = await _user_login(request, ctx, creds.username, creds.password, creds.realm)
+    request.state.identity = identity
     token = issue_token(
         identity, ctx.settings.resolved_secret_key, ctx.settings.jwt_lifetime_seconds
     )
-    return ok({"token": token, "role": identity.role, "username": identity.username, "realm": ""})
+    return ok(
+        {
+            "token": token,
+            "role": identity.role,
+            "username": identity.username,
+            "realm": identity.realm,
+        }
+    )
+
+
+async def _user_login(
+    request: Request, ctx: ApiContext, username: str, password: str, realm: str | None
+) -> Identity:
+    """A user of the internal store, when the password is right and the login not locked."""
+    target = split_login(username, realm)
+    if target is None:
+        await _verify(password, None)
+        raise AuthError(_WRONG)
+    name, user_realm = target
+    note(request, user=name, realm=user_realm)
+    async with ctx.db.read() as session:
+        user = await session.scalar(
+            select(User).where(User.realm == user_realm, User.username == name)
+        )
+    if user is None or user.password_hash is None:
+        await _verify(password, None)
+        if user is not None:
+            note(request, info="user has no password")
+        raise AuthError(_WRONG)
+    throttle = LoginThrottle(
+        ctx.db, ctx.settings.login_max_failures, ctx.settings.login_lockout_seconds
+    )
+    if not await throttle.begin(user_realm, name):
+        # The same answer as a wrong password: a lock must not tell that the user exists.
+        await _verify(password, None)
+        note(request, info="login locked after repeated wrong passwords")
+        raise AuthError(_WRONG)
+    if not await _verify(password, user.password_hash):
+        await throttle.failed(user_realm, name)
+        raise AuthError(_WRONG)
+    await throttle.succeeded(user_realm, name)
+    return Identity(username=name, role="user", realm=user_realm)
+
+
+async def _verify(password: str, stored: str | None) -> bool:
+    """scrypt is deliberately slow: keep it off the event loop."""
+    return await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH) and (
+        stored is not None
+    )

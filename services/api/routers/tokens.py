@@ -14,9 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from services.api import audit
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
-from services.api.enrollment import EnrollIntent, SerialTaken
+from services.api.enrollment import (
+    EnrollIntent,
+    SerialTaken,
+    Upload,
+    check_attestation,
+    uploaded_certificate,
+)
 from services.api.envelope import ok
 from services.api.errors import Conflict, Forbidden, NotFound, ParameterError
 from services.api.jobs import answer_detail, event_type, job_row, token_state, wait_for
@@ -42,10 +49,14 @@ _SERIAL_ATTEMPTS = 5
 
 @router.post("/init", openapi_extra=body_doc(TokenInit))
 async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
-    """Enroll a certificate token from a CSR; wait a bounded time for the CA's outcome."""
+    """Enroll a certificate token from a CSR or an uploaded certificate."""
     data = await parse(request, TokenInit)
-    if data.genkey not in (None, "", "0", "false") or data.certificate:
-        raise ParameterError("genkey/certificate: only the 'request' mode is served so far")
+    if data.genkey not in (None, "", "0", "false"):
+        raise ParameterError("genkey: server-side key generation is not served yet")
+    if data.certificate:
+        if data.request:
+            raise ParameterError("certificate: give either 'request' or 'certificate', not both")
+        return await _upload(request, data, ctx, caller)
     if not data.request:
         raise ParameterError("request: required (a PEM-encoded PKCS#10 CSR)")
     if not data.ca:
@@ -55,10 +66,15 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     except CSRError as exc:
         raise ParameterError(str(exc)) from None
     username, realm = _owner(data, caller)
+    audit.note(request, user=username, realm=realm)
+    attested = await asyncio.to_thread(
+        check_attestation, ctx.settings, realm, csr, data.attestation
+    )
     info = {
         "description": data.description,
         "subject": csr_summary(csr)["subject"],
         "enrolled_by": f"{caller.role}:{caller.username}",
+        **attested,
     }
 
     for _ in range(_SERIAL_ATTEMPTS):
@@ -80,6 +96,7 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     else:
         raise RuntimeError("could not allocate a free token serial")
 
+    audit.note(request, serial=serial)
     try:
         await ctx.relay.send([job])
         log.info("token submitted", extra={"serial": serial, "ca": data.ca})
@@ -91,6 +108,37 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
         if outcome.get(key):
             detail[key] = outcome[key]
     return ok(True, detail)
+
+
+async def _upload(
+    request: Request, data: TokenInit, ctx: ApiContext, caller: Identity
+) -> JSONResponse:
+    """An uploaded certificate: the token is enrolled at once, no CA involved."""
+    certificate, cert_info = uploaded_certificate(data.certificate or "")
+    username, realm = _owner(data, caller)
+    audit.note(request, user=username, realm=realm)
+    info = {
+        "description": data.description,
+        "enrolled_by": f"{caller.role}:{caller.username}",
+        **cert_info,
+    }
+    for _ in range(_SERIAL_ATTEMPTS):
+        serial = new_serial()
+        sign = SignRequest(serial, username, realm, data.ca or "", "", "", info=info)
+        try:
+            row = await ctx.enrollments.store_upload(
+                Upload(sign, certificate, correlation_id.get())
+            )
+        except (SerialTaken, IntegrityError):
+            continue
+        break
+    else:
+        raise RuntimeError("could not allocate a free token serial")
+    audit.note(request, serial=serial)
+    await ctx.relay.send([row])
+    log.info("certificate uploaded", extra={"serial": serial})
+    detail = {"serial": serial, "rollout_state": RolloutState.ENROLLED.value}
+    return ok(True, {**detail, "certificate": certificate})
 
 
 def _owner(data: TokenInit, caller: Identity) -> tuple[str, str]:
