@@ -19,6 +19,7 @@ from services.ca_worker.connectors.base import (
     TemporaryCAError,
 )
 from services.ca_worker.connectors.local import LocalConnector
+from services.ca_worker.jobs import read_job
 from services.ca_worker.polling import poll_outbox
 from services.ca_worker.precheck import precheck
 from services.ca_worker.registry import ConnectorRegistry
@@ -26,9 +27,7 @@ from services.ca_worker.tokenbook import LostRace, Outcome, TokenBook
 from shared.ca_jobs import Poll
 from shared.db.models import OutboxMessage, User, utcnow
 from shared.db.session import Database
-from shared.events import MalformedEvent, decode
-from shared.jobs import MalformedJob, SignRequest
-from shared.logs import correlation_id
+from shared.jobs import SignRequest
 from shared.messaging.base import Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay
 
@@ -74,13 +73,7 @@ class SignHandler:
 
     async def __call__(self, message: Message) -> None:
         """Sign the job's CSR (or hold it for approval), record the outcome, publish the event."""
-        try:
-            event = decode(message.body)
-            job = SignRequest.from_data(event.data)
-        except (MalformedEvent, MalformedJob) as exc:
-            raise Reject(f"malformed csr.sign job: {exc}") from exc
-        cid = event.correlation_id or message.correlation_id
-        correlation_id.set(cid)
+        job, cid = read_job(message, SignRequest)
 
         result: SignResult
         held: dict[str, object] | None = None

@@ -21,6 +21,7 @@ from services.ca_worker.connectors.base import (
 )
 from services.ca_worker.connectors.local import LocalConnector
 from services.ca_worker.handlers import owner_of
+from services.ca_worker.jobs import read_job
 from services.ca_worker.outcomes import issued_info, token_event_data
 from services.ca_worker.polling import poll_message
 from services.ca_worker.registry import ConnectorRegistry
@@ -28,9 +29,7 @@ from shared.ca_jobs import Decision, Poll, Retirement
 from shared.db.models import CARequest, IssuedCertificate, OutboxMessage, Token, utcnow
 from shared.db.session import Database
 from shared.domain import EventType, RolloutState
-from shared.events import MalformedEvent, decode, new_event
-from shared.jobs import MalformedJob
-from shared.logs import correlation_id
+from shared.events import new_event
 from shared.messaging.base import Broker, Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
@@ -63,17 +62,6 @@ def settlement(result: SignResult) -> _Settlement | None:
     return None
 
 
-def _job(message: Message, kind: type[Any]) -> tuple[Any, str]:
-    try:
-        event = decode(message.body)
-        job = kind.from_data(event.data)
-    except (MalformedEvent, MalformedJob) as exc:
-        raise Reject(f"malformed {message.type} job: {exc}") from exc
-    cid = event.correlation_id or message.correlation_id
-    correlation_id.set(cid)
-    return job, cid
-
-
 class Lifecycle:
     """Handles ``ca.approve``, ``ca.deny``, ``ca.poll``, ``ca.revoke`` and ``ca.delete``."""
 
@@ -99,7 +87,7 @@ class Lifecycle:
 
     async def approve(self, message: Message) -> None:
         """Submit a held request to the CA now that a manager approved it."""
-        job, cid = _job(message, Decision)
+        job, cid = read_job(message, Decision)
         request = await self._open_request(job.request_id)
         if request is None or request.kind != "approval":
             return
@@ -127,13 +115,13 @@ class Lifecycle:
 
     async def deny(self, message: Message) -> None:
         """A manager refused a held request: the token ends denied with the reason."""
-        job, cid = _job(message, Decision)
+        job, cid = read_job(message, Decision)
         end = _Settlement(RolloutState.DENIED, "denied", reason=job.reason or "denied")
         await self._settle(job.request_id, end, job.admin, cid)
 
     async def poll(self, message: Message) -> None:
         """Ask the CA about a request it holds; ask again later, less often, while pending."""
-        job, cid = _job(message, Poll)
+        job, cid = read_job(message, Poll)
         request = await self._open_request(job.request_id)
         if request is None or request.kind != "ca":
             return
@@ -229,12 +217,12 @@ class Lifecycle:
 
     async def revoke(self, message: Message) -> None:
         """``ca.revoke``: the CA revokes the certificate; the token becomes revoked."""
-        job, cid = _job(message, Retirement)
+        job, cid = read_job(message, Retirement)
         await self._retire(job, cid, delete=False)
 
     async def delete(self, message: Message) -> None:
         """``ca.delete``: revoke (or withdraw a held request), then delete the token."""
-        job, cid = _job(message, Retirement)
+        job, cid = read_job(message, Retirement)
         await self._retire(job, cid, delete=True)
 
     async def _retire(self, job: Retirement, cid: str, *, delete: bool) -> None:

@@ -41,22 +41,11 @@ def event_data(
     job: SignRequest, state: RolloutState, info: dict[str, Any], certificate: str = ""
 ) -> dict[str, Any]:
     """What a ``token_init`` event tells subscribers."""
-    data: dict[str, Any] = {
-        "serial": job.serial,
-        "tokentype": job.tokentype,
-        "rollout_state": state.value,
-        "username": job.username,
-        "realm": job.realm,
-        "ca": job.ca,
-        "template": job.template,
-    }
-    data.update({key: info[key] for key in EVENT_INFO_KEYS if key in info})
-    if certificate:
-        data["certificate"] = certificate
     role, _, name = str(info.get("enrolled_by", "")).partition(":")
-    if role == "admin" and name:
-        data["admin"] = name
-    return data
+    identity = (job.serial, job.tokentype, job.username, job.realm, job.ca, job.template)
+    return _token_fields(
+        identity, state, info, certificate=certificate, admin=name if role == "admin" else ""
+    )
 
 
 def token_event_data(
@@ -69,14 +58,37 @@ def token_event_data(
     admin: str = "",
 ) -> dict[str, Any]:
     """What a ``token_update``, ``token_revoke`` or ``token_delete`` event tells subscribers."""
+    identity = (
+        token.serial,
+        token.tokentype,
+        token.username,
+        token.realm,
+        token.ca,
+        token.template,
+    )
+    return _token_fields(
+        identity, state, info, certificate=certificate, previous=previous, admin=admin
+    )
+
+
+def _token_fields(
+    identity: tuple[str, str, str, str, str, str],
+    state: RolloutState,
+    info: dict[str, Any],
+    *,
+    certificate: str = "",
+    previous: str = "",
+    admin: str = "",
+) -> dict[str, Any]:
+    serial, tokentype, username, realm, ca, template = identity
     data: dict[str, Any] = {
-        "serial": token.serial,
-        "tokentype": token.tokentype,
+        "serial": serial,
+        "tokentype": tokentype,
         "rollout_state": state.value,
-        "username": token.username,
-        "realm": token.realm,
-        "ca": token.ca,
-        "template": token.template,
+        "username": username,
+        "realm": realm,
+        "ca": ca,
+        "template": template,
     }
     data.update({key: info[key] for key in EVENT_INFO_KEYS if key in info})
     if certificate:
