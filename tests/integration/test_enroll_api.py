@@ -130,7 +130,7 @@ async def test_authentication_is_required(stack: Stack) -> None:
     token = await stack.admin_token()
     forged = jwt.encode(
         {"sub": "admin", "role": "admin", "exp": 9999999999, "iss": "certtoken"},
-        "guessed-secret",
+        "guessed-secret-of-thirty-two-bytes-or-more",
         algorithm="HS256",
     )
     async with stack.client() as client:
