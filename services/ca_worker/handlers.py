@@ -60,9 +60,9 @@ class SignHandler:
         book: TokenBook,
         connectors: ConnectorRegistry,
         relay: OutboxRelay,
-        db: Database | None = None,
-        poll_delays_ms: Sequence[int] = (1000, 5000, 30000, 120000),
-        on_local_issue: Callable[[str], None] | None = None,
+        db: Database,
+        poll_delays_ms: Sequence[int],
+        on_local_issue: Callable[[str], None],
     ) -> None:
         self._book = book
         self._connectors = connectors
@@ -107,7 +107,7 @@ class SignHandler:
             return
         log.info("outcome recorded", extra={"serial": job.serial, "result": type(result).__name__})
         await self._relay.send(rows)
-        if self._on_local_issue is not None and isinstance(connector, LocalConnector):
+        if isinstance(connector, LocalConnector):
             # A CA created while this worker runs gets its CRL and OCSP responder now.
             self._on_local_issue(job.ca)
 
@@ -139,11 +139,7 @@ class SignHandler:
         self, connector: Connector, job: SignRequest, template: Template, message: Message
     ) -> SignResult:
         try:
-            owner = (
-                await owner_of(self._db, template, job.username, job.realm)
-                if self._db is not None
-                else Owner(realm=job.realm)
-            )
+            owner = await owner_of(self._db, template, job.username, job.realm)
             return await connector.sign(job.request, template, owner)
         except TemporaryCAError as exc:
             log.warning(
