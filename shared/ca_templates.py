@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.validation import validated
 
 DEFAULT_TEMPLATE = "default"
 TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
@@ -78,9 +80,4 @@ class TemplateOptions(BaseModel):
 
 def template_options(options: dict[str, Any]) -> TemplateOptions:
     """Stored options as a model; ValueError naming the field when they are invalid."""
-    try:
-        return TemplateOptions.model_validate(options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "template"
-        raise ValueError(f"{field}: {first['msg']}") from None
+    return validated(TemplateOptions, options, "template")

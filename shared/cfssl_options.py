@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.validation import validated
 
 SECRET_OPTIONS = frozenset({"auth_key"})
 """Write-only options: sealed apart, never stored in ``options``, never shown."""
@@ -38,9 +40,4 @@ class CfsslOptions(BaseModel):
 
 def cfssl_options(options: dict[str, Any]) -> CfsslOptions:
     """Validated options; ValueError naming the field otherwise."""
-    try:
-        return CfsslOptions.model_validate(options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "options"
-        raise ValueError(f"{field}: {first['msg']}") from None
+    return validated(CfsslOptions, options, "options")
