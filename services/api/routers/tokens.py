@@ -27,6 +27,7 @@ from services.api.enrollment import (
 from services.api.envelope import ok
 from services.api.errors import Conflict, Forbidden, NotFound, ParameterError
 from services.api.jobs import answer_detail, event_type, job_row, token_state, wait_for
+from services.api.login import split_login
 from services.api.params import body_doc, parse
 from services.api.schemas import REALM, TokenInit
 from services.api.tokens import page_links, token_view
@@ -153,10 +154,7 @@ def _owner(data: TokenInit, caller: Identity) -> tuple[str, str]:
         return caller.username, caller.realm
     if not data.user:
         raise ParameterError("user: required (the owner of the token)")
-    username, realm = data.user, data.realm or ""
-    if not realm and "@" in username:
-        username, _, realm = username.rpartition("@")
-    return username, realm
+    return split_login(data.user, data.realm) or (data.user, "")
 
 
 async def _await_outcome(
