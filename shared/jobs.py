@@ -11,6 +11,29 @@ class MalformedJob(ValueError):
 
 
 @dataclass(frozen=True)
+class KeySpec:
+    """A key pair the ca_worker generates for the token (``genkey=1``) instead of a CSR."""
+
+    keytype: str  # one of shared.pki.KEY_TYPES
+    # Owner values the CSR's subject carries besides CN = login: "email", "realm".
+    subject_components: tuple[str, ...] = ()
+    # The PKCS#12 password, SecretBox-sealed: a job never carries it in clear.
+    sealed_password: str = ""
+
+    @classmethod
+    def from_data(cls, data: object) -> KeySpec:
+        """Read a job's ``keygen`` object; MalformedJob when it is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("keytype"), str):
+            raise MalformedJob("csr.sign job keygen must be an object with a keytype")
+        components = data.get("subject_components", [])
+        if not isinstance(components, list | tuple) or not all(
+            isinstance(c, str) for c in components
+        ):
+            raise MalformedJob("csr.sign job keygen.subject_components must be strings")
+        return cls(data["keytype"], tuple(components), str(data.get("sealed_password", "")))
+
+
+@dataclass(frozen=True)
 class SignRequest:
     """A submitted token's signing request, as the api stored it."""
 
@@ -22,6 +45,8 @@ class SignRequest:
     request: str
     tokentype: str = "certificate"
     info: dict[str, Any] = field(default_factory=dict)
+    # Set for genkey: *request* is then empty until the ca_worker made the key and CSR.
+    keygen: KeySpec | None = None
 
     def to_data(self) -> dict[str, Any]:
         """The job's CloudEvent data."""
@@ -39,7 +64,14 @@ class SignRequest:
         info = data.get("info", {})
         if not isinstance(info, dict):
             raise MalformedJob("csr.sign job info must be an object")
-        return cls(**values, tokentype=str(data.get("tokentype", "certificate")), info=info)
+        raw_keygen = data.get("keygen")
+        keygen = KeySpec.from_data(raw_keygen) if raw_keygen is not None else None
+        return cls(
+            **values,
+            tokentype=str(data.get("tokentype", "certificate")),
+            info=info,
+            keygen=keygen,
+        )
 
 
 _REQUIRED = ("serial", "username", "realm", "ca", "template", "request")

@@ -23,6 +23,7 @@ from services.api.routers import (
     auth,
     ca,
     caconnector,
+    enroll,
     events,
     smtpservers,
     tokens,
@@ -94,7 +95,7 @@ def create_app(
         return result
 
     app.router.routes.extend(health_routes(readiness))
-    for module in (auth, users, caconnector, ca, tokens, events, smtpservers, audit):
+    for module in (auth, users, caconnector, ca, enroll, tokens, events, smtpservers, audit):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(AuditMiddleware)  # inside the correlation id's scope

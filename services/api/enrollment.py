@@ -25,7 +25,6 @@ from shared.attestation import (
 )
 from shared.batching import Batcher
 from shared.ca_templates import DEFAULT_TEMPLATE
-from shared.config import Settings
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database
 from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
@@ -241,27 +240,17 @@ def uploaded_certificate(pem: str, now: datetime | None = None) -> tuple[str, di
     return cert.public_bytes(serialization.Encoding.PEM).decode(), info
 
 
-# --- attestation: settings for now, read through these functions so policies can replace them
-
-
-def attestation_mode(settings: Settings, realm: str) -> AttestationMode:
-    """``certificate_require_attestation`` for enrollments in *realm*."""
-    return settings.require_attestation
-
-
-def attestation_ca_path(settings: Settings, realm: str) -> Path | None:
-    """Where the trusted attestation CA certificates for *realm* are."""
-    return settings.attestation_ca_path
-
-
 def check_attestation(
-    settings: Settings, realm: str, csr: x509.CertificateSigningRequest, attestation: str | None
+    mode: AttestationMode,
+    trust_path: Path | None,
+    realm: str,
+    csr: x509.CertificateSigningRequest,
+    attestation: str | None,
 ) -> dict[str, Any]:
-    """Token info about the attestation of *csr* under the realm's mode; 400 when it fails.
+    """Token info about the attestation of *csr* under *mode*; 400 when it fails.
 
     Reads files and verifies signatures: run it off the event loop.
     """
-    mode = attestation_mode(settings, realm)
     present = bool(attestation and attestation.strip())
     if mode == AttestationMode.IGNORE or (mode == AttestationMode.VERIFY and not present):
         return {"attestation_verified": False}
@@ -273,7 +262,7 @@ def check_attestation(
     except ValueError as exc:
         raise ParameterError(str(exc)) from None
     try:
-        trusted = load_trust_store(attestation_ca_path(settings, realm))
+        trusted = load_trust_store(trust_path)
     except (OSError, ValueError) as exc:
         log.error("attestation CAs unreadable", extra={"realm": realm, "error": str(exc)})
         raise ParameterError(

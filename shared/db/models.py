@@ -331,3 +331,44 @@ class LoginFailure(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- policies and server-generated keys ---
+
+
+class Policy(Base):
+    """A privacyIDEA-style policy: who it matches and which actions it sets. Written by: api."""
+
+    __tablename__ = "policy"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20), index=True)
+    # Action name to value: True for a plain action, else the text after "=".
+    action: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    realm: Mapped[list[str]] = mapped_column(JSON, default=list)
+    user: Mapped[list[str]] = mapped_column(JSON, default=list)
+    adminrealm: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TokenKey(Base):
+    """A server-generated key pair of a token and its PKCS#12, sealed. Written by: ca_worker / api.
+
+    ``private_key`` and ``password`` are SecretBox-sealed; the password is kept only until the
+    PKCS#12 is built, and everything secret is cleared when the owner deletes it.
+    """
+
+    __tablename__ = "token_key"
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    keytype: Mapped[str] = mapped_column(String(20))
+    private_key: Mapped[str] = mapped_column(Text, default="")
+    password: Mapped[str] = mapped_column(Text, default="")
+    pkcs12: Mapped[str] = mapped_column(Text, default="")
+    downloads: Mapped[int] = mapped_column(Integer, default=0)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

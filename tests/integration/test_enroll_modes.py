@@ -239,7 +239,7 @@ async def test_uploads_that_are_refused(stack: Stack) -> None:
         csr = await _init(client, certificate=YUBIKEY_CSR)
         assert _error(csr).startswith("certificate: not a PEM")
         both = await _init(client, certificate=_uploadable(), request=YUBIKEY_CSR, ca="localca")
-        assert _error(both).startswith("certificate: give either")
+        assert _error(both).startswith("certificate: give only one of")
         nobody = await _init(client, certificate=_uploadable(), user="mallory")
         assert _error(nobody).startswith("user: unknown user")
         assert await _counts(stack) == before

@@ -254,39 +254,35 @@ def test_trust_store_from_a_file_or_a_directory(tmp_path: Path) -> None:
 # --- the modes ------------------------------------------------------------------------------
 
 
-def _settings(tmp_path: Path, mode: AttestationMode, trust: Path | None) -> Settings:
-    return Settings(data_dir=tmp_path, require_attestation=mode, attestation_ca_path=trust)
-
-
 @pytest.mark.parametrize("mode", list(AttestationMode))
 def test_modes(tmp_path: Path, mode: AttestationMode) -> None:
     root = tmp_path / "root.pem"
     root.write_text(_pem(yubikey()[1][0]))
-    settings = _settings(tmp_path, mode, root)
+    settings = (mode, root)
     csr = parse_csr((FIXTURES / "yubikey-slot9a.csr").read_text())
     good = (FIXTURES / "yubikey-slot9a-attestation.pem").read_text() + (
         FIXTURES / "yubico-chain.pem"
     ).read_text()
     bad = (FIXTURES / "unrelated-attestation.pem").read_text()
     if mode == AttestationMode.IGNORE:
-        assert check_attestation(settings, "corp", csr, bad) == {"attestation_verified": False}
-        assert check_attestation(settings, "corp", csr, None) == {"attestation_verified": False}
+        assert check_attestation(*settings, "corp", csr, bad) == {"attestation_verified": False}
+        assert check_attestation(*settings, "corp", csr, None) == {"attestation_verified": False}
         return
-    assert check_attestation(settings, "corp", csr, good) == {
+    assert check_attestation(*settings, "corp", csr, good) == {
         "attestation_verified": True,
         "attestation_subject": "CN=YubiKey PIV Attestation 9a",
         "attestation_issuer": "CN=Yubico PIV Attestation",
     }
     with pytest.raises(ParameterError, match="key mismatch"):
-        check_attestation(settings, "corp", csr, bad)
+        check_attestation(*settings, "corp", csr, bad)
     if mode == AttestationMode.VERIFY:
-        assert check_attestation(settings, "corp", csr, "") == {"attestation_verified": False}
+        assert check_attestation(*settings, "corp", csr, "") == {"attestation_verified": False}
     else:
         with pytest.raises(ParameterError, match=r"^attestation: missing"):
-            check_attestation(settings, "corp", csr, "")
-    unreadable = _settings(tmp_path, mode, tmp_path / "nonexistent.pem")
+            check_attestation(*settings, "corp", csr, "")
+    unreadable = (mode, tmp_path / "nonexistent.pem")
     with pytest.raises(ParameterError, match="cannot be read"):
-        check_attestation(unreadable, "corp", csr, good)
+        check_attestation(*unreadable, "corp", csr, good)
 
 
 # --- uploaded certificates ------------------------------------------------------------------

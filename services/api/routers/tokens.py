@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from services.api import audit
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
-from services.api.enrollment import (
-    EnrollIntent,
-    SerialTaken,
-    Upload,
-    check_attestation,
-    uploaded_certificate,
-)
 from services.api.envelope import ok
-from services.api.errors import Conflict, Forbidden, NotFound, ParameterError
+from services.api.errors import Conflict, NotFound
 from services.api.jobs import answer_detail, event_type, job_row, token_state, wait_for
-from services.api.login import split_login
 from services.api.params import body_doc, parse
-from services.api.schemas import REALM, TokenInit
+from services.api.schemas import REALM
 from services.api.tokens import page_links, token_view
 from shared.ca_jobs import Retirement
 from shared.db.models import Token
-from shared.domain import FINAL_FOR_INIT, EventType, RolloutState, new_serial
-from shared.jobs import SignRequest
-from shared.logs import correlation_id
+from shared.domain import EventType, RolloutState
 from shared.messaging.topology import CA_DELETE, CA_REVOKE
-from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import Identity
 
 router = APIRouter(prefix="/token", tags=["token"])
@@ -46,140 +29,6 @@ log = logging.getLogger(__name__)
 # How often a waiting init re-reads the token, in case its outcome event was missed.
 _RECHECK_SECONDS = 1.0
 _SERIAL_ATTEMPTS = 5
-
-
-@router.post("/init", openapi_extra=body_doc(TokenInit))
-async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
-    """Enroll a certificate token from a CSR or an uploaded certificate."""
-    data = await parse(request, TokenInit)
-    if data.genkey not in (None, "", "0", "false"):
-        raise ParameterError("genkey: server-side key generation is not served yet")
-    if data.certificate:
-        if data.request:
-            raise ParameterError("certificate: give either 'request' or 'certificate', not both")
-        return await _upload(request, data, ctx, caller)
-    if not data.request:
-        raise ParameterError("request: required (a PEM-encoded PKCS#10 CSR)")
-    if not data.ca:
-        raise ParameterError("ca: required (the name of a CA connector)")
-    try:
-        csr = parse_csr(data.request)
-    except CSRError as exc:
-        raise ParameterError(str(exc)) from None
-    username, realm = _owner(data, caller)
-    audit.note(request, user=username, realm=realm)
-    if data.attestation:
-        # Reading the trust store and checking signatures: off the event loop.
-        attested = await asyncio.to_thread(
-            check_attestation, ctx.settings, realm, csr, data.attestation
-        )
-    else:
-        attested = check_attestation(ctx.settings, realm, csr, None)
-    info = {
-        "description": data.description,
-        "subject": csr_summary(csr)["subject"],
-        "enrolled_by": f"{caller.role}:{caller.username}",
-        **attested,
-    }
-
-    for _ in range(_SERIAL_ATTEMPTS):
-        serial = new_serial()
-        future = ctx.waiter.expect(serial)
-        sign = SignRequest(
-            serial, username, realm, data.ca, data.template or "", data.request.strip(), info=info
-        )
-        try:
-            job = await ctx.enrollments.store(EnrollIntent(sign, correlation_id.get()))
-        except (SerialTaken, IntegrityError):
-            # Serials have 32 random bits: a collision is rare and must not fail the request.
-            ctx.waiter.discard(serial, future)
-            continue
-        except BaseException:
-            ctx.waiter.discard(serial, future)
-            raise
-        break
-    else:
-        raise RuntimeError("could not allocate a free token serial")
-
-    audit.note(request, serial=serial)
-    try:
-        await ctx.relay.send([job])
-        log.info("token submitted", extra={"serial": serial, "ca": data.ca})
-        outcome = await _await_outcome(ctx, serial, future)
-    finally:
-        ctx.waiter.discard(serial, future)
-    detail: dict[str, Any] = {"serial": serial, "rollout_state": outcome["rollout_state"]}
-    for key in ("certificate", "reason", "request_id"):
-        if outcome.get(key):
-            detail[key] = outcome[key]
-    return ok(True, detail)
-
-
-async def _upload(
-    request: Request, data: TokenInit, ctx: ApiContext, caller: Identity
-) -> JSONResponse:
-    """An uploaded certificate: the token is enrolled at once, no CA involved."""
-    certificate, cert_info = uploaded_certificate(data.certificate or "")
-    username, realm = _owner(data, caller)
-    audit.note(request, user=username, realm=realm)
-    info = {
-        "description": data.description,
-        "enrolled_by": f"{caller.role}:{caller.username}",
-        **cert_info,
-    }
-    for _ in range(_SERIAL_ATTEMPTS):
-        serial = new_serial()
-        sign = SignRequest(serial, username, realm, data.ca or "", "", "", info=info)
-        try:
-            row = await ctx.enrollments.store_upload(
-                Upload(sign, certificate, correlation_id.get())
-            )
-        except (SerialTaken, IntegrityError):
-            continue
-        break
-    else:
-        raise RuntimeError("could not allocate a free token serial")
-    audit.note(request, serial=serial)
-    await ctx.relay.send([row])
-    log.info("certificate uploaded", extra={"serial": serial})
-    detail = {"serial": serial, "rollout_state": RolloutState.ENROLLED.value}
-    return ok(True, {**detail, "certificate": certificate})
-
-
-def _owner(data: TokenInit, caller: Identity) -> tuple[str, str]:
-    """The token owner's login and realm; users may only enroll for themselves."""
-    if caller.role == "user":
-        if data.user and data.user not in (caller.username, f"{caller.username}@{caller.realm}"):
-            raise Forbidden("user: a user may only enroll tokens for themselves")
-        return caller.username, caller.realm
-    if not data.user:
-        raise ParameterError("user: required (the owner of the token)")
-    return split_login(data.user, data.realm) or (data.user, "")
-
-
-async def _await_outcome(
-    ctx: ApiContext, serial: str, future: asyncio.Future[dict[str, Any]]
-) -> dict[str, Any]:
-    """The CA's outcome as its event told it, or the token as stored when the wait ends."""
-    deadline = time.monotonic() + ctx.settings.init_wait_seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(
-                    asyncio.shield(future), min(remaining, _RECHECK_SECONDS)
-                )
-        # No event yet: look at the token itself, in case its event was missed.
-        async with ctx.db.read() as session:
-            token = await session.get(Token, serial)
-        assert token is not None
-        if token.rollout_state in FINAL_FOR_INIT or time.monotonic() >= deadline:
-            return {
-                "rollout_state": token.rollout_state,
-                "certificate": token.certificate,
-                "reason": token.info.get("reason", ""),
-                "request_id": token.info.get("request_id", ""),
-            }
 
 
 @router.get("/")

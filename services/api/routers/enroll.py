@@ -1,0 +1,173 @@
+"""``POST /token/init``: enroll a certificate token from a CSR, an upload or a generated key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services.api import audit
+from services.api.auth import Caller, Context
+from services.api.context import ApiContext
+from services.api.enrollment import (
+    SerialTaken,
+    Upload,
+    check_attestation,
+    uploaded_certificate,
+)
+from services.api.envelope import ok
+from services.api.errors import Forbidden, ParameterError
+from services.api.genkey import genkey_init, wants_genkey
+from services.api.login import split_login
+from services.api.params import body_doc, parse
+from services.api.policies import (
+    Action,
+    check_token_limits,
+    choose_ca_template,
+    enroll_rules,
+    require_action,
+)
+from services.api.schemas import TokenInit
+from services.api.submission import submit
+from shared.db.models import User
+from shared.domain import RolloutState, new_serial
+from shared.jobs import SignRequest
+from shared.logs import correlation_id
+from shared.pki import CSRError, csr_summary, parse_csr
+from shared.security import Identity
+
+router = APIRouter(prefix="/token", tags=["token"])
+log = logging.getLogger(__name__)
+
+_SERIAL_ATTEMPTS = 5
+
+
+@router.post("/init", openapi_extra=body_doc(TokenInit))
+async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
+    """Enroll a certificate token from a CSR, an uploaded certificate or a generated key."""
+    data = await parse(request, TokenInit)
+    genkey = wants_genkey(data)
+    modes = [name for name, on in _modes(data, genkey) if on]
+    if len(modes) > 1:
+        raise ParameterError(f"{modes[1]}: give only one of {', '.join(modes)}")
+    username, realm = await _owner(ctx, data, caller)
+    audit.note(request, user=username, realm=realm)
+    await require_action(ctx, caller, Action.ENROLL, username, realm)
+    rules = await enroll_rules(ctx, caller, username, realm)
+    await check_token_limits(ctx, rules, username, realm)
+    if data.certificate:
+        return await _upload(request, data, ctx, caller, (username, realm))
+    ca, template = choose_ca_template(rules, data.ca, data.template)
+    if not genkey and not data.request:
+        raise ParameterError(
+            "request: required (a PEM-encoded PKCS#10 CSR), or give 'certificate' or 'genkey=1'"
+        )
+    if not ca:
+        raise ParameterError("ca: required (the name of a CA connector)")
+    enrolled_by = f"{caller.role}:{caller.username}"
+    if genkey:
+        return await genkey_init(
+            request, data, ctx, (username, realm), rules, (ca, template or ""), enrolled_by
+        )
+    assert data.request is not None
+    try:
+        csr = parse_csr(data.request)
+    except CSRError as exc:
+        raise ParameterError(str(exc)) from None
+    # Reading the trust store and checking signatures: off the event loop.
+    attested = await asyncio.to_thread(
+        check_attestation,
+        rules.require_attestation,
+        rules.attestation_ca_path,
+        realm,
+        csr,
+        data.attestation,
+    )
+    info = {
+        "description": data.description,
+        "subject": csr_summary(csr)["subject"],
+        "enrolled_by": enrolled_by,
+        **attested,
+    }
+    request_pem = data.request.strip()
+
+    def sign_request(serial: str) -> SignRequest:
+        return SignRequest(serial, username, realm, ca, template or "", request_pem, info=info)
+
+    detail = await submit(request, ctx, sign_request)
+    return ok(True, detail)
+
+
+def _modes(data: TokenInit, genkey: bool) -> list[tuple[str, bool]]:
+    return [
+        ("request", bool(data.request)),
+        ("certificate", bool(data.certificate)),
+        ("genkey", genkey),
+    ]
+
+
+async def _upload(
+    request: Request,
+    data: TokenInit,
+    ctx: ApiContext,
+    caller: Identity,
+    owner: tuple[str, str],
+) -> JSONResponse:
+    """An uploaded certificate: the token is enrolled at once, no CA involved."""
+    certificate, cert_info = uploaded_certificate(data.certificate or "")
+    username, realm = owner
+    info = {
+        "description": data.description,
+        "enrolled_by": f"{caller.role}:{caller.username}",
+        **cert_info,
+    }
+    for _ in range(_SERIAL_ATTEMPTS):
+        serial = new_serial()
+        sign = SignRequest(serial, username, realm, data.ca or "", "", "", info=info)
+        try:
+            row = await ctx.enrollments.store_upload(
+                Upload(sign, certificate, correlation_id.get())
+            )
+        except (SerialTaken, IntegrityError):
+            continue
+        break
+    else:
+        raise RuntimeError("could not allocate a free token serial")
+    audit.note(request, serial=serial)
+    await ctx.relay.send([row])
+    log.info("certificate uploaded", extra={"serial": serial})
+    detail = {"serial": serial, "rollout_state": RolloutState.ENROLLED.value}
+    return ok(True, {**detail, "certificate": certificate})
+
+
+async def _owner(ctx: ApiContext, data: TokenInit, caller: Identity) -> tuple[str, str]:
+    """The token owner's login and realm; users may only enroll for themselves."""
+    if caller.role == "user":
+        if data.user and data.user not in (caller.username, f"{caller.username}@{caller.realm}"):
+            raise Forbidden("user: a user may only enroll tokens for themselves")
+        if data.realm and data.realm != caller.realm:
+            raise Forbidden("realm: a user may only enroll tokens in their own realm")
+        return caller.username, caller.realm
+    if not data.user:
+        raise ParameterError("user: required (the owner of the token)")
+    username, realm = split_login(data.user, data.realm) or (data.user, "")
+    return username, await _owner_realm(ctx, username, realm)
+
+
+async def _owner_realm(ctx: ApiContext, username: str, realm: str) -> str:
+    """The realm of *username*: the given one if the user is there, else their only realm."""
+    async with ctx.db.read() as session:
+        realms = set(await session.scalars(select(User.realm).where(User.username == username)))
+    if realm:
+        if realm not in realms:
+            raise ParameterError(f"user: unknown user {username!r} in realm {realm!r}")
+        return realm
+    if not realms:
+        raise ParameterError(f"user: unknown user {username!r}")
+    if len(realms) > 1:
+        raise ParameterError(f"realm: required, user {username!r} is in several realms")
+    return next(iter(realms))

@@ -1,0 +1,86 @@
+"""Submitting a token with its signing job, and the bounded wait for the CA's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.exc import IntegrityError
+
+from services.api import audit
+from services.api.context import ApiContext
+from services.api.enrollment import EnrollIntent, SerialTaken
+from shared.db.models import Token
+from shared.domain import FINAL_FOR_INIT, new_serial
+from shared.jobs import SignRequest
+from shared.logs import correlation_id
+
+log = logging.getLogger(__name__)
+
+# How often a waiting init re-reads the token, in case its outcome event was missed.
+_RECHECK_SECONDS = 1.0
+_SERIAL_ATTEMPTS = 5
+
+
+async def submit(
+    request: Request, ctx: ApiContext, make: Callable[[str], SignRequest]
+) -> dict[str, Any]:
+    """Store the token made by *make* (given a fresh serial), send its job, await the outcome."""
+    for _ in range(_SERIAL_ATTEMPTS):
+        serial = new_serial()
+        future = ctx.waiter.expect(serial)
+        try:
+            job = await ctx.enrollments.store(EnrollIntent(make(serial), correlation_id.get()))
+        except (SerialTaken, IntegrityError):
+            # Serials have 32 random bits: a collision is rare and must not fail the request.
+            ctx.waiter.discard(serial, future)
+            continue
+        except BaseException:
+            ctx.waiter.discard(serial, future)
+            raise
+        break
+    else:
+        raise RuntimeError("could not allocate a free token serial")
+
+    audit.note(request, serial=serial)
+    try:
+        await ctx.relay.send([job])
+        log.info("token submitted", extra={"serial": serial})
+        outcome = await _await_outcome(ctx, serial, future)
+    finally:
+        ctx.waiter.discard(serial, future)
+    detail: dict[str, Any] = {"serial": serial, "rollout_state": outcome["rollout_state"]}
+    for key in ("certificate", "reason", "request_id"):
+        if outcome.get(key):
+            detail[key] = outcome[key]
+    return detail
+
+
+async def _await_outcome(
+    ctx: ApiContext, serial: str, future: asyncio.Future[dict[str, Any]]
+) -> dict[str, Any]:
+    """The CA's outcome as its event told it, or the token as stored when the wait ends."""
+    deadline = time.monotonic() + ctx.settings.init_wait_seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(
+                    asyncio.shield(future), min(remaining, _RECHECK_SECONDS)
+                )
+        # No event yet: look at the token itself, in case its event was missed.
+        async with ctx.db.read() as session:
+            token = await session.get(Token, serial)
+        assert token is not None
+        if token.rollout_state in FINAL_FOR_INIT or time.monotonic() >= deadline:
+            return {
+                "rollout_state": token.rollout_state,
+                "certificate": token.certificate,
+                "reason": token.info.get("reason", ""),
+                "request_id": token.info.get("request_id", ""),
+            }
