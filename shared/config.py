@@ -48,9 +48,13 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, gt=0, le=1000)
     login_lockout_seconds: float = Field(default=300.0, gt=0, le=86400)
     audit_batch: int = Field(default=500, gt=0)
-    # --- enrollment (until policies replace them) ---
+    # --- enrollment: server-wide defaults that policies override ---
     attestation_ca_path: Path | None = None
     require_attestation: AttestationMode = AttestationMode.IGNORE
+    # Users of these realms who log in get the admin role (privacyIDEA's superuser realms).
+    superuser_realms: list[str] = Field(default=[])
+    # --- ca_worker: processes that generate keys for genkey tokens; 0 = one per core ---
+    keygen_workers: int = Field(default=0, ge=0, le=64)
 
     @field_validator("amqp_url", "database_url")
     @classmethod

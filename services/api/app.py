@@ -25,6 +25,7 @@ from services.api.routers import (
     caconnector,
     enroll,
     events,
+    policy,
     smtpservers,
     tokens,
     users,
@@ -95,7 +96,18 @@ def create_app(
         return result
 
     app.router.routes.extend(health_routes(readiness))
-    for module in (auth, users, caconnector, ca, enroll, tokens, events, smtpservers, audit):
+    for module in (
+        auth,
+        users,
+        caconnector,
+        ca,
+        enroll,
+        tokens,
+        events,
+        policy,
+        smtpservers,
+        audit,
+    ):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(AuditMiddleware)  # inside the correlation id's scope

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.api.context import ApiContext
+from services.api.errors import Forbidden, NotFound
 from shared.db.models import Token
 from shared.domain import RolloutState
+from shared.security import Identity
+
+
+async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
+    """The token *serial*: 404 when there is none, 403 when a user asks for another's."""
+    async with ctx.db.read() as session:
+        token = await session.get(Token, serial)
+    if token is None:
+        raise NotFound(f"serial: no token {serial!r}")
+    if caller.role == "user" and (token.username, token.realm) != (caller.username, caller.realm):
+        raise Forbidden(f"serial: token {serial} belongs to another user")
+    return token
 
 
 def token_view(token: Token) -> dict[str, Any]:

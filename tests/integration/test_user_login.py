@@ -104,8 +104,9 @@ async def test_users_see_and_enroll_only_their_own_tokens(stack: Stack) -> None:
     async with stack.client(alice) as client:
         mine = (await client.get("/token/")).json()["result"]["value"]
         assert mine["count"] == 1 and mine["tokens"][0]["username"] == "alice"
-        asked = (await client.get("/token/", params={"user": "bob"})).json()["result"]["value"]
-        assert asked["count"] == 0
+        asked = await client.get("/token/", params={"user": "bob"})
+        assert asked.status_code == 403, asked.text
+        assert "their own tokens" in asked.json()["result"]["error"]["message"]
         for owner in ({"user": "bob", "realm": "corp"}, {"user": "bob@corp"}):
             refused = await client.post(
                 "/token/init", json={"request": make_csr("bob"), "ca": "localca", **owner}

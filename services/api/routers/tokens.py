@@ -1,4 +1,4 @@
-"""``/token/``: enroll certificate tokens and query them."""
+"""``/token/``: list, revoke and delete certificate tokens."""
 
 from __future__ import annotations
 
@@ -12,23 +12,19 @@ from sqlalchemy import func, select
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
-from services.api.errors import Conflict, NotFound
+from services.api.errors import Conflict, Forbidden
 from services.api.jobs import answer_detail, event_type, job_row, token_state, wait_for
 from services.api.params import body_doc, parse
+from services.api.policies import Action, require_action
 from services.api.schemas import REALM
-from services.api.tokens import page_links, token_view
+from services.api.tokens import page_links, token_for, token_view
 from shared.ca_jobs import Retirement
 from shared.db.models import Token
 from shared.domain import EventType, RolloutState
 from shared.messaging.topology import CA_DELETE, CA_REVOKE
-from shared.security import Identity
 
 router = APIRouter(prefix="/token", tags=["token"])
 log = logging.getLogger(__name__)
-
-# How often a waiting init re-reads the token, in case its outcome event was missed.
-_RECHECK_SECONDS = 1.0
-_SERIAL_ATTEMPTS = 5
 
 
 @router.get("/")
@@ -45,6 +41,10 @@ async def list_tokens(
     """Tokens matching the filters, a page at a time; users see only their own."""
     query = select(Token)
     if caller.role == "user":
+        if user not in (None, caller.username) or realm not in (None, caller.realm):
+            raise Forbidden("user: a user may only list their own tokens")
+        if serial:
+            await token_for(ctx, caller, serial)
         query = query.where(Token.username == caller.username, Token.realm == caller.realm)
     if serial:
         query = query.where(Token.serial == serial)
@@ -90,7 +90,8 @@ class TokenRevoke(BaseModel):
 async def revoke_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
     """Revoke an enrolled token's certificate at its CA; the token becomes ``revoked``."""
     data = await parse(request, TokenRevoke)
-    token = await _own_token(ctx, caller, data.serial)
+    token = await token_for(ctx, caller, data.serial)
+    await require_action(ctx, caller, Action.REVOKE, token.username, token.realm)
     if token.rollout_state != RolloutState.ENROLLED:
         raise Conflict(
             f"serial: token {data.serial} is {token.rollout_state}; only an enrolled token "
@@ -103,20 +104,10 @@ async def revoke_token(request: Request, ctx: Context, caller: Caller) -> JSONRe
 @router.delete("/{serial}")
 async def delete_token(serial: str, ctx: Context, caller: Caller) -> JSONResponse:
     """Delete a token: an enrolled one is revoked first, a pending request is withdrawn."""
-    await _own_token(ctx, caller, serial)
+    token = await token_for(ctx, caller, serial)
+    await require_action(ctx, caller, Action.DELETE, token.username, token.realm)
     job = Retirement(serial, "", caller.username)
     return await _retire(ctx, CA_DELETE, job, EventType.TOKEN_DELETE)
-
-
-async def _own_token(ctx: ApiContext, caller: Identity, serial: str) -> Token:
-    """The token *serial*; 404 when it does not exist or is not the calling user's."""
-    async with ctx.db.read() as session:
-        token = await session.get(Token, serial)
-    if token is None or (
-        caller.role == "user" and (token.username, token.realm) != (caller.username, caller.realm)
-    ):
-        raise NotFound(f"serial: no token {serial!r}")
-    return token
 
 
 async def _retire(ctx: ApiContext, kind: str, job: Retirement, until: EventType) -> JSONResponse:
