@@ -4,6 +4,7 @@ Administrators log in with their name alone. Users of the internal store log in 
 ``user@realm`` or with ``realm``; a name that is both an administrator's and a user's
 means the administrator only when no realm is given (neither as ``realm`` nor after ``@``,
 unless the administrator's name itself holds the ``@``).
+Users of a realm listed in ``superuser_realms`` log in with the admin role and their realm.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ async def _user_login(
         await throttle.failed(user_realm, name)
         raise AuthError(_WRONG)
     await throttle.succeeded(user_realm, name)
-    return Identity(username=name, role="user", realm=user_realm)
+    # privacyIDEA's superuser realms: their users are administrators who keep their realm.
+    role = "admin" if user_realm in ctx.settings.superuser_realms else "user"
+    return Identity(username=name, role=role, realm=user_realm)
 
 
 async def _verify(password: str, stored: str | None) -> bool:
