@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from shared.pki import MIN_EC_BITS, MIN_RSA_BITS
 from shared.validation import validated
 
 DEFAULT_TEMPLATE = "default"
@@ -28,6 +31,15 @@ EXTENDED_KEY_USAGES = frozenset(
     {"clientAuth", "emailProtection", "codeSigning", "timeStamping", "smartcardLogon"}
 )
 SAN_TYPES = ("DNS", "email", "IP", "URI")
+
+# CSR policy: the key types and signature hashes a template may allow, and its defaults.
+CSR_KEY_TYPES = ("rsa", "ec", "ed25519", "ed448")
+SIGNATURE_HASHES = ("sha224", "sha256", "sha384", "sha512", "sha3-256", "sha3-384", "sha3-512")
+FORBIDDEN_HASHES = ("sha1", "md5")
+DEFAULT_KEY_TYPES = ("rsa", "ec")
+DEFAULT_SIGNATURE_HASHES = ("sha256", "sha384", "sha512")
+DEFAULT_MAX_CSR_BYTES = 16384
+MAX_CSR_BYTES = 65536
 _DOTTED_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
@@ -43,9 +55,20 @@ class TemplateOptions(BaseModel):
     allowed_sans: tuple[Literal["DNS", "email", "IP", "URI"], ...] | None = None
     approval: Literal["required", "none"] = "none"
     profile: str = Field(default="", max_length=120)
+    key_types: tuple[str, ...] = DEFAULT_KEY_TYPES
+    min_rsa_bits: int = Field(default=MIN_RSA_BITS, ge=MIN_RSA_BITS, le=16384)
+    min_ec_bits: int = Field(default=MIN_EC_BITS, ge=MIN_EC_BITS, le=521)
+    signature_hashes: tuple[str, ...] = DEFAULT_SIGNATURE_HASHES
+    max_csr_bytes: int = Field(default=DEFAULT_MAX_CSR_BYTES, ge=1, le=MAX_CSR_BYTES)
 
     @field_validator(
-        "key_usage", "extended_key_usage", "subject_components", "allowed_sans", mode="before"
+        "key_usage",
+        "extended_key_usage",
+        "subject_components",
+        "allowed_sans",
+        "key_types",
+        "signature_hashes",
+        mode="before",
     )
     @classmethod
     def _split(cls, value: object) -> object:
@@ -53,6 +76,40 @@ class TemplateOptions(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("key_types")
+    @classmethod
+    def _key_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        chosen = _distinct(v.lower() for v in value)
+        unknown = [v for v in chosen if v not in CSR_KEY_TYPES]
+        if unknown:
+            raise PydanticCustomError(
+                "key_type",
+                "unknown key type {unknown}; known: {known}",
+                {"unknown": ", ".join(unknown), "known": ", ".join(CSR_KEY_TYPES)},
+            )
+        if not chosen:
+            raise PydanticCustomError("key_type", "at least one key type is required")
+        return chosen
+
+    @field_validator("signature_hashes")
+    @classmethod
+    def _signature_hashes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        chosen = _distinct(v.lower() for v in value)
+        for name in chosen:
+            if name in FORBIDDEN_HASHES:
+                raise PydanticCustomError(
+                    "weak_hash", "{name} is not allowed (too weak)", {"name": name}
+                )
+            if name not in SIGNATURE_HASHES:
+                raise PydanticCustomError(
+                    "signature_hash",
+                    "unknown hash {name}; known: {known}",
+                    {"name": name, "known": ", ".join(SIGNATURE_HASHES)},
+                )
+        if not chosen:
+            raise PydanticCustomError("signature_hash", "at least one hash is required")
+        return chosen
 
     @field_validator("key_usage")
     @classmethod
@@ -76,6 +133,11 @@ class TemplateOptions(BaseModel):
                     f"{', '.join(sorted(EXTENDED_KEY_USAGES))} or a dotted OID"
                 )
         return value
+
+
+def _distinct(values: Iterable[str]) -> tuple[str, ...]:
+    """*values* without repeats, in their first order."""
+    return tuple(dict.fromkeys(values))
 
 
 def template_options(options: dict[str, Any]) -> TemplateOptions:

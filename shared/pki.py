@@ -67,6 +67,12 @@ def parse_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
         raise CSRError("the CSR uses an unsupported key or signature algorithm") from None
     except ValueError:
         raise CSRError(_NOT_A_CSR) from None
+    refused = _refused_hash(csr)
+    if refused:
+        raise CSRError(
+            f"the CSR is signed with {refused}, which is never accepted (signature_hashes); "
+            "sign it with sha256 or stronger"
+        )
     if not valid:
         raise CSRError("the CSR signature does not verify")
     try:
@@ -74,6 +80,17 @@ def parse_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         raise CSRError("the CSR has malformed extensions") from None
     return csr
+
+
+def _refused_hash(csr: x509.CertificateSigningRequest) -> str | None:
+    """The name of the CSR's signature hash when it is one no template may allow."""
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    if isinstance(algorithm, hashes.SHA1 | hashes.MD5):
+        return algorithm.name
+    return None
 
 
 def csr_summary(csr: x509.CertificateSigningRequest) -> CSRSummary:

@@ -24,7 +24,8 @@ from shared.attestation import (
     verify_attestation,
 )
 from shared.batching import Batcher
-from shared.ca_templates import DEFAULT_TEMPLATE
+from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions, template_options
+from shared.csr_rules import csr_violation, keytype_violation
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database
 from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
@@ -32,7 +33,7 @@ from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import CSR_SIGN, EVENTS_EXCHANGE, JOBS_EXCHANGE, event_routing_key
-from shared.pki import serial_hex
+from shared.pki import CSRError, parse_csr, serial_hex
 
 SOURCE = "certtoken/api"
 log = logging.getLogger(__name__)
@@ -118,23 +119,42 @@ class EnrollmentStore:
         return row
 
 
+@dataclass(frozen=True)
+class _Unusable:
+    """A stored template whose options no longer validate: its requests are refused."""
+
+    reason: str
+
+
+Known = dict[tuple[str, str], TemplateOptions | _Unusable]
+
+
 async def _lookups(
     session: AsyncSession, requests: list[SignRequest]
-) -> tuple[set[tuple[str, str]], dict[str, set[str]], set[str]]:
-    """Known (CA, template) pairs (template "" for the CA), users' realms, serials in use."""
+) -> tuple[Known, dict[str, set[str]], set[str]]:
+    """Known (CA, template) options (template "" for the CA's default), realms, serials used."""
     cas = {r.ca for r in requests}
-    known: set[tuple[str, str]] = {
-        (name, "")
+    known: Known = {
+        (name, ""): TemplateOptions()
         for name in await session.scalars(select(CAConnector.name).where(CAConnector.name.in_(cas)))
     }
     named = {r.template for r in requests if r.template and r.template != DEFAULT_TEMPLATE}
     if named:
         rows = await session.execute(
-            select(CATemplate.ca, CATemplate.name).where(
+            select(CATemplate.ca, CATemplate.name, CATemplate.options).where(
                 CATemplate.ca.in_(cas), CATemplate.name.in_(named)
             )
         )
-        known.update((ca, name) for ca, name in rows)
+        for ca, name, stored in rows:
+            try:
+                known[(ca, name)] = template_options(dict(stored))
+            except ValueError as exc:
+                # Stored before a rule tightened: refuse its requests rather than skip the rules.
+                log.error(
+                    "template options invalid",
+                    extra={"ca": ca, "template": name, "error": str(exc)},
+                )
+                known[(ca, name)] = _Unusable(str(exc))
     realms: dict[str, set[str]] = defaultdict(set)
     rows = await session.execute(
         select(User.username, User.realm).where(User.username.in_({r.username for r in requests}))
@@ -149,16 +169,16 @@ async def _lookups(
     return known, realms, taken
 
 
-def _check(
-    request: SignRequest, known: set[tuple[str, str]], realms: dict[str, set[str]], taken: set[str]
-) -> str:
-    """The owner's realm; raise when a reference is unknown or the serial is taken."""
+def _check(request: SignRequest, known: Known, realms: dict[str, set[str]], taken: set[str]) -> str:
+    """The owner's realm; raise on an unknown reference, a broken CSR rule or a taken serial."""
     # An uploaded certificate needs no CA (the route requires one for a CSR).
     if request.ca and (request.ca, "") not in known:
         raise ParameterError(f"ca: unknown CA connector {request.ca!r}")
     template = request.template
     if template and template != DEFAULT_TEMPLATE and (request.ca, template) not in known:
         raise ParameterError(f"template: CA connector {request.ca!r} has no template {template!r}")
+    if request.ca:
+        _check_csr_rules(request, known)
     user_realms = realms.get(request.username, set())
     if request.realm:
         if request.realm not in user_realms:
@@ -175,6 +195,26 @@ def _check(
     if request.serial in taken:
         raise SerialTaken(request.serial)
     return realm
+
+
+def _check_csr_rules(request: SignRequest, known: Known) -> None:
+    """Raise when the CSR or generated key breaks its template's CSR rules."""
+    named = request.template and request.template != DEFAULT_TEMPLATE
+    name = request.template if named else DEFAULT_TEMPLATE
+    options = known[(request.ca, request.template if named else "")]
+    if isinstance(options, _Unusable):
+        raise ParameterError(f"template: {name!r} has invalid stored options: {options.reason}")
+    violation: str | None = None
+    if request.request:
+        try:
+            csr = parse_csr(request.request)
+        except CSRError as exc:
+            raise ParameterError(str(exc)) from None
+        violation = csr_violation(csr, len(request.request.encode()), name, options)
+    elif request.keygen is not None:
+        violation = keytype_violation(request.keygen.keytype, name, options)
+    if violation:
+        raise ParameterError(violation)
 
 
 def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:

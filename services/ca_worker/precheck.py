@@ -5,6 +5,7 @@ from __future__ import annotations
 from cryptography import x509
 
 from services.ca_worker.connectors.base import Denied, Template
+from shared.csr_rules import csr_violation
 from shared.pki import CSRError, general_name_text, parse_csr, weak_key_reason
 
 
@@ -17,6 +18,9 @@ def precheck(csr_pem: str, template: Template) -> Denied | None:
     weakness = weak_key_reason(csr.public_key())
     if weakness:
         return Denied(f"request: {weakness}")
+    violation = csr_violation(csr, len(csr_pem.encode()), template.name, template)
+    if violation:
+        return Denied(violation)
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

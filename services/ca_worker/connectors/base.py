@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions
+from shared.ca_templates import (
+    DEFAULT_KEY_TYPES,
+    DEFAULT_MAX_CSR_BYTES,
+    DEFAULT_SIGNATURE_HASHES,
+    DEFAULT_TEMPLATE,
+    TemplateOptions,
+)
+from shared.pki import MIN_EC_BITS, MIN_RSA_BITS
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,12 @@ class Template:
     approval: str = "none"
     profile: str = ""  # the CA's own profile name (cfssl)
     subject_components: tuple[str, ...] = ()  # from the owner: "email", "realm"
+    # CSR policy (shared.csr_rules), with TemplateOptions' defaults.
+    key_types: tuple[str, ...] = DEFAULT_KEY_TYPES
+    min_rsa_bits: int = MIN_RSA_BITS
+    min_ec_bits: int = MIN_EC_BITS
+    signature_hashes: tuple[str, ...] = DEFAULT_SIGNATURE_HASHES
+    max_csr_bytes: int = DEFAULT_MAX_CSR_BYTES
 
     @classmethod
     def from_options(cls, name: str, options: TemplateOptions) -> Template:
@@ -77,6 +90,11 @@ class Template:
             approval=options.approval,
             profile=options.profile,
             subject_components=options.subject_components,
+            key_types=options.key_types,
+            min_rsa_bits=options.min_rsa_bits,
+            min_ec_bits=options.min_ec_bits,
+            signature_hashes=options.signature_hashes,
+            max_csr_bytes=options.max_csr_bytes,
         )
 
     @property
