@@ -39,6 +39,13 @@ class NotFound(ApiError):
     code = 601
 
 
+class Gone(ApiError):
+    """The resource existed but was deleted for good."""
+
+    status_code = 410
+    code = 601
+
+
 class Conflict(ApiError):
     """The request conflicts with the current state."""
 

@@ -48,7 +48,7 @@ class TokenInit(BaseModel):
     realm: str | None = Field(default=None, max_length=120)
     template: str | None = Field(default=None, max_length=120)
     description: str = Field(default="", max_length=255)
-    genkey: str | None = Field(default=None, max_length=10)
+    genkey: bool | int | str | None = None
     keytype: str | None = Field(default=None, max_length=20)
     keysize: int | str | None = None
     pin: str | None = Field(default=None, max_length=1024)

@@ -24,6 +24,7 @@ from services.ca_worker.polling import poll_outbox
 from services.ca_worker.precheck import precheck
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenbook import LostRace, Outcome, TokenBook
+from services.ca_worker.tokenkeys import TokenKeys
 from shared.ca_jobs import Poll
 from shared.db.models import OutboxMessage, User, utcnow
 from shared.db.session import Database
@@ -63,8 +64,10 @@ class SignHandler:
         db: Database,
         poll_delays_ms: Sequence[int],
         on_local_issue: Callable[[str], None],
+        keys: TokenKeys,
     ) -> None:
         self._book = book
+        self._keys = keys
         self._connectors = connectors
         self._relay = relay
         self._db = db
@@ -74,6 +77,17 @@ class SignHandler:
     async def __call__(self, message: Message) -> None:
         """Sign the job's CSR (or hold it for approval), record the outcome, publish the event."""
         job, cid = read_job(message, SignRequest)
+
+        refused: Denied | None = None
+        if job.keygen is not None:
+            made = await self._keys.csr_for(job)
+            if made is None:
+                log.info("token already handled; job acknowledged", extra={"serial": job.serial})
+                return
+            if isinstance(made, Denied):
+                refused = made
+            else:
+                job = made
 
         result: SignResult
         held: dict[str, object] | None = None
@@ -85,13 +99,17 @@ class SignHandler:
         except PermanentCAError as exc:
             result = Denied(str(exc))
         else:
-            if template.needs_approval:
+            if refused is not None:
+                result = refused
+            elif template.needs_approval:
                 # Held for a CA manager: nothing is sent to the CA until approved.
                 result = precheck(job.request, template) or Pending(new_request_id())
                 if isinstance(result, Pending):
                     held = self._held(job, result.request_id, "approval", "")
             else:
-                result = await self._sign(connector, job, template, message)
+                # A generated CSR meets the template's rules as a submitted one must.
+                checked = precheck(job.request, template) if job.keygen is not None else None
+                result = checked or await self._sign(connector, job, template, message)
                 if isinstance(result, Pending):
                     remote_id = result.request_id
                     result = Pending(new_request_id())
@@ -99,8 +117,11 @@ class SignHandler:
                     if connector.polls:
                         poll = Poll(result.request_id, job.ca, 0)
                         followups = (poll_outbox(poll, self._poll_delays, cid, self._relay.lease),)
+        key = None
+        if job.keygen is not None:
+            key = await self._keys.outcome_values(job.serial, result, connector)
         try:
-            rows = await self._book.record(Outcome(job, result, cid, held, followups))
+            rows = await self._book.record(Outcome(job, result, cid, held, followups, key))
         except LostRace:
             # A redelivered job: the outcome is on record already, this signature unused.
             log.info("token already handled; job acknowledged", extra={"serial": job.serial})

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select, update
 
 from services.ca_worker.connectors.base import (
@@ -25,8 +26,16 @@ from services.ca_worker.jobs import read_job
 from services.ca_worker.outcomes import issued_info, token_event_data
 from services.ca_worker.polling import poll_message
 from services.ca_worker.registry import ConnectorRegistry
+from services.ca_worker.tokenkeys import SECRETS_DROPPED, TokenKeys
 from shared.ca_jobs import Decision, Poll, Retirement
-from shared.db.models import CARequest, IssuedCertificate, OutboxMessage, Token, utcnow
+from shared.db.models import (
+    CARequest,
+    IssuedCertificate,
+    OutboxMessage,
+    Token,
+    TokenKey,
+    utcnow,
+)
 from shared.db.session import Database
 from shared.domain import EventType, RolloutState
 from shared.events import new_event
@@ -74,8 +83,10 @@ class Lifecycle:
         poll_delays_ms: Sequence[int],
         refresh_publication: Refresh,
         lease: timedelta,
+        keys: TokenKeys,
     ) -> None:
         self._db = db
+        self._keys = keys
         self._registry = registry
         self._relay = relay
         self._broker = broker
@@ -111,7 +122,11 @@ class Lifecycle:
             return
         end = settlement(result)
         assert end is not None
-        await self._settle(request.id, end, job.admin, cid)
+        key = None
+        if end.issued is not None:
+            # The genkey token's PKCS#12, completed now (privacyIDEA leaves only the key).
+            key = await self._keys.completion(request.token_serial, end.issued, connector.chain())
+        await self._settle(request.id, end, job.admin, cid, key)
 
     async def deny(self, message: Message) -> None:
         """A manager refused a held request: the token ends denied with the reason."""
@@ -145,7 +160,11 @@ class Lifecycle:
             except Exception as exc:
                 raise RetryLater(f"could not schedule the next poll: {exc}") from exc
             return
-        await self._settle(request.id, end, "", cid)
+        key = None
+        if end.issued is not None:
+            # The genkey token's PKCS#12, completed now (privacyIDEA leaves only the key).
+            key = await self._keys.completion(request.token_serial, end.issued, connector.chain())
+        await self._settle(request.id, end, "", cid, key)
 
     async def _open_request(self, request_id: str) -> CARequest | None:
         async with self._db.read() as session:
@@ -169,8 +188,19 @@ class Lifecycle:
             queue, first = poll_message(Poll(request.id, request.ca, 0), self._poll_delays, cid)
             await self._broker.publish("", queue, first)
 
-    async def _settle(self, request_id: str, end: _Settlement, admin: str, cid: str) -> None:
-        """End a held request and move its token on, exactly once; publish token_update."""
+    async def _settle(
+        self,
+        request_id: str,
+        end: _Settlement,
+        admin: str,
+        cid: str,
+        key: dict[str, Any] | None = None,
+    ) -> None:
+        """End a held request and move its token on, exactly once; publish token_update.
+
+        *key* is a genkey token's completed PKCS#12, stored with the outcome; when the request
+        ends denied the token's key and password are dropped.
+        """
         now = utcnow()
         rows: list[OutboxMessage] = []
         async with self._db.write() as session:
@@ -200,6 +230,13 @@ class Lifecycle:
             token.info = info
             token.certificate = certificate
             token.updated_at = now
+            key_values = key if end.issued is not None else SECRETS_DROPPED
+            if key_values:
+                await session.execute(
+                    update(TokenKey)
+                    .where(TokenKey.serial == serial, TokenKey.deleted_at.is_(None))
+                    .values(**key_values, updated_at=now)
+                )
             data = token_event_data(
                 token,
                 end.state,
@@ -307,6 +344,8 @@ class Lifecycle:
                 data = token_event_data(token, state, info, previous=previous, admin=job.admin)
                 rows.append(self._event(EventType.TOKEN_DELETE, job.serial, data, cid))
                 await session.delete(token)
+                # A deleted token's generated key and PKCS#12 go with it.
+                await session.execute(sql_delete(TokenKey).where(TokenKey.serial == job.serial))
             session.add_all(rows)
         log.info("token retired", extra={"serial": job.serial, "deleted": delete})
         return revoked, rows

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from services.ca_worker.handlers import JobRouter, SignHandler
+from services.ca_worker.keygen import KeyPool
 from services.ca_worker.lifecycle import Lifecycle
 from services.ca_worker.publication import CHECK_SECONDS, Publisher
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenbook import TokenBook
+from services.ca_worker.tokenkeys import TokenKeys
 from shared.config import Settings
 from shared.db.session import Database
 from shared.messaging.base import Broker, Consumer
@@ -50,6 +54,9 @@ class CAWorker:
         # Polls of requests a CA holds wait in the broker's delay queues: the retry delays.
         delays = settings.retry_delays_ms
         self.publisher = Publisher(db, self.registry, box, publish_check_seconds)
+        # Made on the first genkey job: a worker without genkey tokens starts no processes.
+        self.keys = KeyPool(settings.keygen_workers or os.cpu_count() or 1)
+        token_keys = TokenKeys(db, box, self.keys)
         self.handler = SignHandler(
             TokenBook(db, self.relay.lease),
             self.registry,
@@ -57,9 +64,17 @@ class CAWorker:
             db,
             delays,
             self.publisher.ensure,
+            token_keys,
         )
         self.lifecycle = Lifecycle(
-            db, self.registry, self.relay, broker, delays, self.publisher.refresh, self.relay.lease
+            db,
+            self.registry,
+            self.relay,
+            broker,
+            delays,
+            self.publisher.refresh,
+            self.relay.lease,
+            token_keys,
         )
         self.router = JobRouter(
             {
@@ -86,6 +101,7 @@ class CAWorker:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        await self.keys.shutdown()
         await self.publisher.stop()
         await self.relay.stop()
         await self.registry.close()

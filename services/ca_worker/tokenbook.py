@@ -11,7 +11,14 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import event_data, outcome
 from shared.batching import Batcher
-from shared.db.models import CARequest, IssuedCertificate, OutboxMessage, Token, utcnow
+from shared.db.models import (
+    CARequest,
+    IssuedCertificate,
+    OutboxMessage,
+    Token,
+    TokenKey,
+    utcnow,
+)
 from shared.db.session import Database
 from shared.domain import EventType, RolloutState
 from shared.events import new_event
@@ -32,6 +39,8 @@ class Outcome:
     # A pending result's row in the CA request store, and messages that follow it (a poll).
     ca_request: dict[str, Any] | None = None
     followups: tuple[OutboxMessage, ...] = field(default=())
+    # A genkey token's TokenKey columns to write with it: its PKCS#12, or its secrets dropped.
+    key: dict[str, Any] | None = None
 
 
 class LostRace(Exception):
@@ -47,6 +56,7 @@ class _Prepared:
     issued: dict[str, Any] | None
     ca_request: dict[str, Any] | None
     messages: list[OutboxMessage]
+    key: dict[str, Any] | None
 
 
 class TokenBook:
@@ -94,6 +104,15 @@ class TokenBook:
                 held = [w.ca_request for w in winners if w.ca_request is not None]
                 if held:
                     await session.execute(insert(CARequest), held)
+                for winner in winners:
+                    if winner.key is not None:
+                        # The PKCS#12 commits with the outcome: never an enrolled token without
+                        # it. A PKCS#12 its owner deleted meanwhile stays deleted.
+                        await session.execute(
+                            update(TokenKey)
+                            .where(TokenKey.serial == winner.serial, TokenKey.deleted_at.is_(None))
+                            .values(**winner.key, updated_at=utcnow())
+                        )
                 await insert_outbox(session, [m for w in winners for m in w.messages])
         return results
 
@@ -124,6 +143,7 @@ class TokenBook:
                 outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease),
                 *item.followups,
             ],
+            key=item.key,
         )
 
 
