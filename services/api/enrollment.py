@@ -32,7 +32,13 @@ from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
 from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
-from shared.messaging.topology import CSR_SIGN, EVENTS_EXCHANGE, JOBS_EXCHANGE, event_routing_key
+from shared.messaging.topology import (
+    CSR_GENKEY,
+    CSR_SIGN,
+    EVENTS_EXCHANGE,
+    JOBS_EXCHANGE,
+    event_routing_key,
+)
 from shared.pki import CSRError, parse_csr, serial_hex
 
 SOURCE = "certtoken/api"
@@ -92,7 +98,8 @@ class EnrollmentStore:
             event = new_event(
                 JOB_CSR_SIGN, SOURCE, request.serial, request.to_data(), intent.correlation_id
             )
-            job = outbox_message(JOBS_EXCHANGE, CSR_SIGN, event, self._lease)
+            key = CSR_GENKEY if request.keygen is not None else CSR_SIGN
+            job = outbox_message(JOBS_EXCHANGE, key, event, self._lease)
             results.append(job)
             tokens.append(_token_values(request, now))
             jobs.append(job)

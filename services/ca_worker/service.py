@@ -23,6 +23,7 @@ from shared.messaging.topology import (
     CA_REVOKE,
     CA_WORKER_QUEUE,
     CSR_SIGN,
+    KEYGEN_QUEUE,
 )
 from shared.security import SecretBox
 
@@ -87,20 +88,25 @@ class CAWorker:
             }
         )
         self._broker = broker
-        self._consumer: Consumer | None = None
+        self._consumers: list[Consumer] = []
 
     async def start(self) -> None:
         """Publish what local CAs owe (CRL, OCSP responder), then begin consuming."""
         self.relay.start()
         await self.publisher.refresh_all()
         self.publisher.start()
-        self._consumer = await self._broker.consume(CA_WORKER_QUEUE, self.router)
+        self._consumers.append(await self._broker.consume(CA_WORKER_QUEUE, self.router))
+        # As many genkey jobs in hand as the pool has processes: the rest wait in their own
+        # queue, never in the prefetch window that CSR and lifecycle jobs share.
+        self._consumers.append(
+            await self._broker.consume(KEYGEN_QUEUE, self.router, prefetch=self.keys.workers)
+        )
 
     async def stop(self) -> None:
         """Finish the jobs in hand, then publish what they left in the outbox."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            await consumer.stop()
         await self.keys.shutdown()
         await self.publisher.stop()
         await self.relay.stop()

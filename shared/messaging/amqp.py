@@ -110,11 +110,13 @@ class AmqpBroker(Broker):
         """Publish persistently and mandatorily; return once RabbitMQ confirmed it."""
         await self._send(exchange, routing_key, message, outgoing_headers(message))
 
-    async def consume(self, queue: QueueSpec, handler: Handler) -> Consumer:
+    async def consume(
+        self, queue: QueueSpec, handler: Handler, *, prefetch: int | None = None
+    ) -> Consumer:
         """Consume *queue* on its own channel: ack after *handler*, retry or park on failure."""
         channel = await self._conn().channel(publisher_confirms=False)
         try:
-            await channel.set_qos(prefetch_count=self.prefetch)
+            await channel.set_qos(prefetch_count=prefetch or self.prefetch)
             amqp_queue = await self._declare(channel, queue)
             consumer = AmqpConsumer(self, channel, amqp_queue, handler, queue)
             await consumer.start()

@@ -63,8 +63,11 @@ class Broker(abc.ABC):
         """Publish persistently; return once the broker confirmed; raise Unroutable."""
 
     @abc.abstractmethod
-    async def consume(self, queue: QueueSpec, handler: Handler) -> Consumer:
-        """Feed *queue* to *handler*; ack after it returns, retry or park when it raises."""
+    async def consume(
+        self, queue: QueueSpec, handler: Handler, *, prefetch: int | None = None
+    ) -> Consumer:
+        """Feed *queue* to *handler*, *prefetch* (default: the broker's) at once; ack after it
+        returns, retry or park when it raises."""
 
     @abc.abstractmethod
     async def subscribe(self, exchange: str, pattern: str, handler: Handler) -> Consumer:

@@ -161,11 +161,13 @@ class MemoryBroker(Broker):
         )
         self._route(envelope)
 
-    async def consume(self, queue: QueueSpec, handler: Handler) -> Consumer:
+    async def consume(
+        self, queue: QueueSpec, handler: Handler, *, prefetch: int | None = None
+    ) -> Consumer:
         """Feed *queue* to *handler*, up to prefetch at once; retry or park on failure."""
         self._check_running()
         self._declare(queue)
-        consumer = MemoryConsumer(self, self._queues[queue.name], handler, queue)
+        consumer = MemoryConsumer(self, self._queues[queue.name], handler, queue, prefetch=prefetch)
         self._consumers.add(consumer)
         return consumer
 
@@ -317,13 +319,14 @@ class MemoryConsumer(Consumer):
         handler: Handler,
         spec: QueueSpec | None,
         on_stop: Callable[[], None] | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self._broker = broker
         self._queue = queue
         self._handler = handler
         self._spec = spec
         self._on_stop = on_stop
-        self._slots = asyncio.Semaphore(broker.prefetch)
+        self._slots = asyncio.Semaphore(prefetch or broker.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._pump = asyncio.create_task(self._run(), name=f"consume {queue.name}")

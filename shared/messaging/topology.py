@@ -8,6 +8,8 @@ JOBS_EXCHANGE = "certtoken.jobs"
 EVENTS_EXCHANGE = "certtoken.events"
 
 CSR_SIGN = "csr.sign"
+# csr.sign jobs of genkey tokens: their own queue, so key generation never holds up a CSR.
+CSR_GENKEY = "csr.genkey"
 CA_APPROVE = "ca.approve"
 CA_DENY = "ca.deny"
 CA_REVOKE = "ca.revoke"
@@ -36,13 +38,15 @@ class QueueSpec:
 
 
 CA_WORKER_QUEUE = QueueSpec("certtoken.ca_worker", JOBS_EXCHANGE, (CSR_SIGN, *CA_JOBS))
+KEYGEN_QUEUE = QueueSpec("certtoken.ca_worker.keygen", JOBS_EXCHANGE, (CSR_GENKEY,))
 NOTIFIER_QUEUE = QueueSpec("certtoken.notifier", EVENTS_EXCHANGE, ("token.#",))
 # An administrator's retry of a parked mail delivery.
 NOTIFIER_JOBS_QUEUE = QueueSpec("certtoken.notifier.jobs", JOBS_EXCHANGE, (MAIL_RETRY,))
 
-WORK_QUEUES = (CA_WORKER_QUEUE, NOTIFIER_QUEUE, NOTIFIER_JOBS_QUEUE)
+WORK_QUEUES = (CA_WORKER_QUEUE, KEYGEN_QUEUE, NOTIFIER_QUEUE, NOTIFIER_JOBS_QUEUE)
 QUEUES_BY_SERVICE = {
     "ca_worker": CA_WORKER_QUEUE,
+    "ca_worker_keygen": KEYGEN_QUEUE,
     "notifier": NOTIFIER_QUEUE,
     "notifier_jobs": NOTIFIER_JOBS_QUEUE,
 }

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from shared.db.models import AuditEntry, Token, TokenKey
 from shared.events import CloudEvent, decode
 from shared.messaging.base import Message
-from shared.messaging.topology import CA_WORKER_QUEUE, EVENTS_EXCHANGE
+from shared.messaging.topology import EVENTS_EXCHANGE, KEYGEN_QUEUE
 from tests.support.pki import make_csr, openssl_verify
 from tests.support.stack import Stack, prepare, running_stack, settings_for
 
@@ -388,7 +388,7 @@ async def test_a_redelivered_job_reuses_the_one_key(idle_worker: Stack, tmp_path
     async def capture(message: Message) -> None:
         jobs.append(message)
 
-    consumer = await stack.broker.consume(CA_WORKER_QUEUE, capture)
+    consumer = await stack.broker.consume(KEYGEN_QUEUE, capture)
     async with stack.client(await stack.admin_token()) as admin:
         await add_user(admin, "alice")
         detail = await genkey(admin, user="alice@corp", keytype="ec-p256")
