@@ -51,6 +51,8 @@ class EnrollIntent:
 
     request: SignRequest
     correlation_id: str
+    # The request's CSR as the route parsed it already, so the batch need not parse it again.
+    csr: x509.CertificateSigningRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class EnrollmentStore:
         now = utcnow()
         for intent in intents:
             try:
-                realm = _check(intent.request, known, realms, taken)
+                realm = _check(intent.request, known, realms, taken, intent.csr)
             except (ParameterError, SerialTaken) as exc:
                 results.append(exc)
                 continue
@@ -176,7 +178,13 @@ async def _lookups(
     return known, realms, taken
 
 
-def _check(request: SignRequest, known: Known, realms: dict[str, set[str]], taken: set[str]) -> str:
+def _check(
+    request: SignRequest,
+    known: Known,
+    realms: dict[str, set[str]],
+    taken: set[str],
+    csr: x509.CertificateSigningRequest | None = None,
+) -> str:
     """The owner's realm; raise on an unknown reference, a broken CSR rule or a taken serial."""
     # An uploaded certificate needs no CA (the route requires one for a CSR).
     if request.ca and (request.ca, "") not in known:
@@ -185,7 +193,7 @@ def _check(request: SignRequest, known: Known, realms: dict[str, set[str]], take
     if template and template != DEFAULT_TEMPLATE and (request.ca, template) not in known:
         raise ParameterError(f"template: CA connector {request.ca!r} has no template {template!r}")
     if request.ca:
-        _check_csr_rules(request, known)
+        _check_csr_rules(request, known, csr)
     user_realms = realms.get(request.username, set())
     if request.realm:
         if request.realm not in user_realms:
@@ -204,7 +212,9 @@ def _check(request: SignRequest, known: Known, realms: dict[str, set[str]], take
     return realm
 
 
-def _check_csr_rules(request: SignRequest, known: Known) -> None:
+def _check_csr_rules(
+    request: SignRequest, known: Known, parsed: x509.CertificateSigningRequest | None
+) -> None:
     """Raise when the CSR or generated key breaks its template's CSR rules."""
     named = request.template and request.template != DEFAULT_TEMPLATE
     name = request.template if named else DEFAULT_TEMPLATE
@@ -214,7 +224,7 @@ def _check_csr_rules(request: SignRequest, known: Known) -> None:
     violation: str | None = None
     if request.request:
         try:
-            csr = parse_csr(request.request)
+            csr = parsed or parse_csr(request.request)
         except CSRError as exc:
             raise ParameterError(str(exc)) from None
         violation = csr_violation(csr, len(request.request.encode()), name, options)

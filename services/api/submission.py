@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
 from fastapi import Request
 from sqlalchemy.exc import IntegrityError
 
@@ -28,14 +29,18 @@ _SERIAL_ATTEMPTS = 5
 
 
 async def submit(
-    request: Request, ctx: ApiContext, make: Callable[[str], SignRequest]
+    request: Request,
+    ctx: ApiContext,
+    make: Callable[[str], SignRequest],
+    csr: x509.CertificateSigningRequest | None = None,
 ) -> dict[str, Any]:
     """Store the token made by *make* (given a fresh serial), send its job, await the outcome."""
     for _ in range(_SERIAL_ATTEMPTS):
         serial = new_serial()
         future = ctx.waiter.expect(serial)
         try:
-            job = await ctx.enrollments.store(EnrollIntent(make(serial), correlation_id.get()))
+            intent = EnrollIntent(make(serial), correlation_id.get(), csr)
+            job = await ctx.enrollments.store(intent)
         except (SerialTaken, IntegrityError):
             # Serials have 32 random bits: a collision is rare and must not fail the request.
             ctx.waiter.discard(serial, future)

@@ -78,15 +78,12 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
         csr = parse_csr(data.request)
     except CSRError as exc:
         raise ParameterError(str(exc)) from None
-    # Reading the trust store and checking signatures: off the event loop.
-    attested = await asyncio.to_thread(
-        check_attestation,
-        rules.require_attestation,
-        rules.attestation_ca_path,
-        realm,
-        csr,
-        data.attestation,
-    )
+    checked = (rules.require_attestation, rules.attestation_ca_path, realm, csr, data.attestation)
+    if data.attestation:
+        # Reading the trust store and checking signatures: off the event loop.
+        attested = await asyncio.to_thread(check_attestation, *checked)
+    else:
+        attested = check_attestation(*checked)
     info = {
         "description": data.description,
         "subject": csr_summary(csr)["subject"],
@@ -98,7 +95,7 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     def sign_request(serial: str) -> SignRequest:
         return SignRequest(serial, username, realm, ca, template or "", request_pem, info=info)
 
-    detail = await submit(request, ctx, sign_request)
+    detail = await submit(request, ctx, sign_request, csr)
     return ok(True, detail)
 
 
@@ -155,17 +152,16 @@ async def _owner(ctx: ApiContext, data: TokenInit, caller: Identity) -> tuple[st
     if not data.user:
         raise ParameterError("user: required (the owner of the token)")
     username, realm = split_login(data.user, data.realm) or (data.user, "")
-    return username, await _owner_realm(ctx, username, realm)
+    if realm:
+        # Whether the user is in that realm is checked with the batch that stores the token.
+        return username, realm
+    return username, await _owner_realm(ctx, username)
 
 
-async def _owner_realm(ctx: ApiContext, username: str, realm: str) -> str:
-    """The realm of *username*: the given one if the user is there, else their only realm."""
+async def _owner_realm(ctx: ApiContext, username: str) -> str:
+    """The realm of *username* given without one: their only realm."""
     async with ctx.db.read() as session:
         realms = set(await session.scalars(select(User.realm).where(User.username == username)))
-    if realm:
-        if realm not in realms:
-            raise ParameterError(f"user: unknown user {username!r} in realm {realm!r}")
-        return realm
     if not realms:
         raise ParameterError(f"user: unknown user {username!r}")
     if len(realms) > 1:
