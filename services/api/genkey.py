@@ -13,14 +13,14 @@ from fastapi.responses import JSONResponse
 from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import ApiError, Conflict, Gone, NotFound, ParameterError
-from services.api.policies import EnrollRules
+from services.api.policies import Action, EnrollRules, require_action
 from services.api.schemas import TokenInit
 from services.api.submission import submit
 from shared.db.models import Token, TokenKey, utcnow
 from shared.domain import RolloutState
 from shared.jobs import KeySpec, SignRequest
 from shared.pki import KEY_TYPES, MIN_RSA_BITS
-from shared.security import SecretBox
+from shared.security import Identity, SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ async def genkey_init(
     owner: tuple[str, str],
     rules: EnrollRules,
     ca_template: tuple[str, str],
-    enrolled_by: str,
+    caller: Identity,
 ) -> JSONResponse:
     """Submit a genkey token; the answer carries the PKCS#12 password when none was given."""
     keytype = choose_keytype(data.keytype, data.keysize)
@@ -92,7 +92,7 @@ async def genkey_init(
     # Never the password or the PIN: the info is shown in token lists and events.
     info: dict[str, Any] = {
         "description": data.description,
-        "enrolled_by": enrolled_by,
+        "enrolled_by": f"{caller.role}:{caller.username}",
         "genkey": True,
         "keytype": keytype,
         "pkcs12_delete_after_download": rules.pkcs12_remove_after_download,
@@ -110,6 +110,8 @@ async def genkey_init(
         detail["pkcs12_password"] = password
     if detail["rollout_state"] == RolloutState.ENROLLED:
         try:
+            # The init answer is a download: only for a caller who may download.
+            await require_action(ctx, caller, Action.DOWNLOAD_PKCS12, username, realm)
             download = await take_pkcs12(ctx, detail["serial"], rules.pkcs12_remove_after_download)
         except ApiError as exc:
             # Deleted or not there: the owner asks GET /token/<serial>/pkcs12 and learns why.

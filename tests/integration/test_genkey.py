@@ -423,3 +423,44 @@ async def test_a_redelivered_job_reuses_the_one_key(idle_worker: Stack, tmp_path
     assert opened.cert == x509.load_pem_x509_certificate(certificate.encode())
     csr = x509.load_pem_x509_csr(first_csr.encode())
     assert csr.public_key() == opened.key.public_key()
+
+
+@pytest.fixture
+async def memory_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """The system on the in-process broker (the test is about policy, not messaging)."""
+    settings = settings_for(tmp_path / "data")
+    await prepare(settings)
+    async with running_stack(settings) as running:
+        yield running
+
+
+async def test_the_download_action_governs_the_pkcs12_in_the_init_answer_too(
+    memory_stack: Stack,
+) -> None:
+    stack = memory_stack
+    async with stack.client(await stack.admin_token()) as admin:
+        await add_user(admin, "alice", password=ALICE_PASSWORD)
+        # A user policy exists: users may do only what it grants (enroll, not download).
+        granted = await admin.post(
+            "/policy/enroll-only", json={"scope": "user", "action": "enrollCERTIFICATE"}
+        )
+        assert granted.status_code == 200, granted.text
+        alice = await login(stack, "alice@corp", ALICE_PASSWORD)
+        async with stack.client(alice) as client:
+            detail = await genkey(client, keytype="ec-p256")
+            assert detail["rollout_state"] == "enrolled"
+            assert "pkcs12" not in detail and detail["pkcs12_password"]
+            refused = await client.get(f"/token/{detail['serial']}/pkcs12")
+            assert refused.status_code == 403, refused.text
+            assert error_of(refused).startswith("certificate_download_pkcs12: no user policy")
+        assert (await key_row(stack, detail["serial"])).downloads == 0
+
+        await admin.post(
+            "/policy/enroll-only",
+            json={"scope": "user", "action": "enrollCERTIFICATE, certificate_download_pkcs12"},
+        )
+        async with stack.client(alice) as client:
+            allowed = await genkey(client, keytype="ec-p256")
+            assert allowed["pkcs12"]
+            fetched = await client.get(f"/token/{detail['serial']}/pkcs12")
+            assert fetched.status_code == 200, fetched.text

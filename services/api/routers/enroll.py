@@ -71,7 +71,7 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     enrolled_by = f"{caller.role}:{caller.username}"
     if genkey:
         return await genkey_init(
-            request, data, ctx, (username, realm), rules, (ca, template or ""), enrolled_by
+            request, data, ctx, (username, realm), rules, (ca, template or ""), caller
         )
     assert data.request is not None
     try:
