@@ -28,3 +28,12 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await prepare(settings)
     async with running_stack(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def memory_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """The system on the in-process broker only, for tests of what the broker plays no part in."""
+    settings = settings_for(tmp_path / "data")
+    await prepare(settings)
+    async with running_stack(settings) as running:
+        yield running

@@ -169,7 +169,7 @@ async def test_no_secret_enters_the_audit_log(stack: Stack) -> None:
         for password in (WRONG_PASSWORD, USER_PASSWORD):
             await client.post("/auth", json={"username": "alice@corp", "password": password})
         await client.post("/auth", json={"username": ADMIN, "password": WRONG_PASSWORD})
-    user_token = await _login(stack, "alice@corp", USER_PASSWORD)
+    user_token = await stack.login("alice@corp", USER_PASSWORD)
     async with stack.client(user_token) as client:
         enrolled = await client.post(
             "/token/init",
@@ -193,11 +193,3 @@ async def test_no_secret_enters_the_audit_log(stack: Stack) -> None:
     assert init_row.serial == enrolled.json()["detail"]["serial"]
     assert (init_row.role, init_row.caller) == ("user", "alice")
     assert (init_row.username, init_row.realm) == ("alice", "corp")
-
-
-async def _login(stack: Stack, username: str, password: str) -> str:
-    async with stack.client() as client:
-        answer = await client.post("/auth", json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["result"]["value"]["token"]
-    return token

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import textwrap
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -17,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from shared.db.models import CATemplate, OutboxMessage, Token
-from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.support.stack import Stack
 
 STRICT = {
     "key_types": ["rsa", "ec"],
@@ -30,15 +27,6 @@ STRICT = {
 RSA_2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_P256 = ec.generate_private_key(ec.SECP256R1())
 EC_P384 = ec.generate_private_key(ec.SECP384R1())
-
-
-@pytest.fixture
-async def memory_stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The system on the in-process broker only: these rules are the api's, not the broker's."""
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
 
 
 def csr_pem(key: Any, algorithm: Any = "sha256", sans: int = 0, cn: str = "alice") -> str:

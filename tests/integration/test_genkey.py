@@ -41,14 +41,6 @@ async def add_user(admin: httpx.AsyncClient, user: str, **extra: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
-async def login(stack: Stack, user: str, password: str) -> str:
-    async with stack.client() as client:
-        answer = await client.post("/auth", json={"username": user, "password": password})
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["result"]["value"]["token"]
-    return token
-
-
 async def genkey(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
     body = {"type": "certificate", "genkey": 1, "ca": "localca", **fields}
     answer = await client.post("/token/init", json=body)
@@ -228,8 +220,8 @@ async def test_user_genkey_with_pin_keysize_and_other_users(stack: Stack, tmp_pa
     async with stack.client(await stack.admin_token()) as admin:
         await add_user(admin, "alice", password=ALICE_PASSWORD)
         await add_user(admin, "bob", password=BOB_PASSWORD)
-    alice = await login(stack, "alice@corp", ALICE_PASSWORD)
-    bob = await login(stack, "bob@corp", BOB_PASSWORD)
+    alice = await stack.login("alice@corp", ALICE_PASSWORD)
+    bob = await stack.login("bob@corp", BOB_PASSWORD)
     async with stack.client(alice) as client:
         refused: list[tuple[dict[str, Any], str]] = [
             ({"keysize": 1024}, "keysize: RSA keys below 2048 bits are refused"),
@@ -425,15 +417,6 @@ async def test_a_redelivered_job_reuses_the_one_key(idle_worker: Stack, tmp_path
     assert csr.public_key() == opened.key.public_key()
 
 
-@pytest.fixture
-async def memory_stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The system on the in-process broker (the test is about policy, not messaging)."""
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
-
-
 async def test_the_download_action_governs_the_pkcs12_in_the_init_answer_too(
     memory_stack: Stack,
 ) -> None:
@@ -445,7 +428,7 @@ async def test_the_download_action_governs_the_pkcs12_in_the_init_answer_too(
             "/policy/enroll-only", json={"scope": "user", "action": "enrollCERTIFICATE"}
         )
         assert granted.status_code == 200, granted.text
-        alice = await login(stack, "alice@corp", ALICE_PASSWORD)
+        alice = await stack.login("alice@corp", ALICE_PASSWORD)
         async with stack.client(alice) as client:
             detail = await genkey(client, keytype="ec-p256")
             assert detail["rollout_state"] == "enrolled"

@@ -54,14 +54,6 @@ async def _admin(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _login(stack: Stack, username: str) -> str:
-    async with stack.client() as client:
-        answer = await client.post("/auth", json={"username": username, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["result"]["value"]["token"]
-    return token
-
-
 async def _users(client: httpx.AsyncClient, *logins: str) -> None:
     for login in logins:
         user, realm = login.split("@")
@@ -182,7 +174,7 @@ async def test_policy_crud(tmp_path: Path) -> None:
 
         # Only admins manage policies.
         await _users(client, "alice@corp")
-        async with stack.client(await _login(stack, "alice@corp")) as alice:
+        async with stack.client(await stack.login("alice@corp", PASSWORD)) as alice:
             for answer in (
                 await alice.get("/policy/"),
                 await alice.post("/policy/mine", json={"scope": "user", "action": "revoke"}),
@@ -363,7 +355,7 @@ async def test_certificate_trusted_attestation_ca_path_by_role(tmp_path: Path) -
             realm="corp",
         )
         csr = {"request": YUBIKEY_CSR, "ca": "localca", "attestation": YUBIKEY_ATTESTATION}
-        async with stack.client(await _login(stack, "alice@corp")) as alice:
+        async with stack.client(await stack.login("alice@corp", PASSWORD)) as alice:
             serial = _enrolled(await _init(alice, None, **csr))
             assert (await _token(stack, serial)).info["attestation_verified"] is True
         # The user policy's trust store is not the admin's: the admin has none.
@@ -464,7 +456,7 @@ async def test_realm_user_matching_and_priority(tmp_path: Path) -> None:
 async def test_user_role_actions(tmp_path: Path) -> None:
     async with _stack(tmp_path) as stack, _admin(stack) as client:
         await _users(client, "alice@corp")
-        async with stack.client(await _login(stack, "alice@corp")) as alice:
+        async with stack.client(await stack.login("alice@corp", PASSWORD)) as alice:
             # No user policy: alice may enroll for herself, but neither revoke nor delete.
             serial = _enrolled(await _init(alice, None, ca="localca"))
             assert _refused(await alice.post("/token/revoke", json={"serial": serial}), 403) == (
@@ -524,7 +516,7 @@ async def test_adminrealm_with_a_superuser_realm_admin(tmp_path: Path) -> None:
             )
         value = login.json()["result"]["value"]
         assert (value["role"], value["username"], value["realm"]) == ("admin", "carol", "helpdesk")
-        alices = (await _login(stack, "alice@corp"), "alice")
+        alices = (await stack.login("alice@corp", PASSWORD), "alice")
         async with stack.client(alices[0]) as alice:
             assert (await alice.get("/user/")).status_code == 403
 

@@ -97,14 +97,6 @@ async def two_users(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
         yield stack, enrolled.json()["detail"]["serial"]
 
 
-async def _login(stack: Stack, username: str, password: str) -> str:
-    async with stack.client() as client:
-        answer = await client.post("/auth", json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["result"]["value"]["token"]
-    return token
-
-
 def _path(template: str, serial: str) -> str:
     values = {**PATH_VALUES, "serial": serial}
     path = template
@@ -126,7 +118,7 @@ async def test_every_route_refuses_another_users_token(two_users: tuple[Stack, s
     ]
     assert ("get", "/token/{serial}/pkcs12") in {(m, p) for p, m in routes}
 
-    bob = await _login(stack, "bob@corp", BOB_PASSWORD)
+    bob = await stack.login("bob@corp", BOB_PASSWORD)
     walked: list[str] = []
     async with stack.client(bob) as client:
         for path, method in routes:
@@ -145,7 +137,7 @@ async def test_every_route_refuses_another_users_token(two_users: tuple[Stack, s
     assert [(t.serial, t.username, t.rollout_state) for t in tokens] == [
         (serial, "alice", "enrolled")
     ]
-    alice = await _login(stack, "alice@corp", PASSWORD)
+    alice = await stack.login("alice@corp", PASSWORD)
     async with stack.client(alice) as client:
         mine = (await client.get("/token/", params={"serial": serial})).json()["result"]["value"]
         assert mine["count"] == 1
@@ -159,7 +151,7 @@ async def test_a_user_without_a_granting_policy_may_not_revoke(tmp_path: Path) -
             await admin.post(
                 "/user/", json={"user": "alice", "realm": "corp", "password": PASSWORD}
             )
-        alice = await _login(stack, "alice@corp", PASSWORD)
+        alice = await stack.login("alice@corp", PASSWORD)
         async with stack.client(alice) as client:
             own = await client.post(
                 "/token/init", json={"request": make_csr("alice"), "ca": "localca"}

@@ -43,11 +43,13 @@ class Stack:
 
     async def admin_token(self) -> str:
         """Log in as the test administrator."""
+        return await self.login(ADMIN, ADMIN_PASSWORD)
+
+    async def login(self, username: str, password: str) -> str:
+        """Log in (``user@realm`` for users) and return the access token."""
         async with self.client() as client:
-            answer = await client.post(
-                "/auth", json={"username": ADMIN, "password": ADMIN_PASSWORD}
-            )
-        answer.raise_for_status()
+            answer = await client.post("/auth", json={"username": username, "password": password})
+        assert answer.status_code == 200, answer.text
         token: str = answer.json()["result"]["value"]["token"]
         return token
 
