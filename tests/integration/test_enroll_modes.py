@@ -243,3 +243,37 @@ async def test_uploads_that_are_refused(stack: Stack) -> None:
         nobody = await _init(client, certificate=_uploadable(), user="mallory")
         assert _error(nobody).startswith("user: unknown user")
         assert await _counts(stack) == before
+
+
+async def test_a_user_uploads_and_attests_for_themselves(memory_stack: Stack) -> None:
+    password = "alice-password-1"
+    async with memory_stack.client(await memory_stack.admin_token()) as admin:
+        created = await admin.post(
+            "/user/", json={"user": "alice", "realm": "corp", "password": password}
+        )
+        assert created.status_code == 201, created.text
+        granted = await admin.post(
+            "/policy/self-service",
+            json={"scope": "user", "action": "enrollCERTIFICATE, revoke", "realm": "corp"},
+        )
+        assert granted.status_code == 200, granted.text
+    alice = await memory_stack.login("alice@corp", password)
+    async with memory_stack.client(alice) as client:
+        certificate = _uploadable()
+        uploaded = await client.post("/token/init", json={"certificate": certificate})
+        assert uploaded.status_code == 200, uploaded.text
+        serial = uploaded.json()["detail"]["serial"]
+        assert uploaded.json()["detail"]["rollout_state"] == "enrolled"
+        info = await _info(client, serial)
+        assert info["enrolled_by"] == "user:alice" and info["certificate"] == certificate
+        revoked = await client.post("/token/revoke", json={"serial": serial})
+        assert revoked.json()["detail"]["rollout_state"] == "revoked", revoked.text
+
+        # A CSR with the real YubiKey attestation: no trust configured, so not verified.
+        attested = await client.post(
+            "/token/init",
+            json={"request": YUBIKEY_CSR, "ca": "localca", "attestation": YUBIKEY_ATTESTATION},
+        )
+        assert attested.json()["detail"]["rollout_state"] == "enrolled", attested.text
+        info = await _info(client, attested.json()["detail"]["serial"])
+        assert info["attestation_verified"] is False
