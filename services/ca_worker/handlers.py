@@ -24,7 +24,7 @@ from services.ca_worker.polling import poll_outbox
 from services.ca_worker.precheck import precheck
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenbook import LostRace, Outcome, TokenBook
-from services.ca_worker.tokenkeys import TokenKeys
+from services.ca_worker.tokenkeys import FreshKey, TokenKeys
 from shared.ca_jobs import Poll
 from shared.db.models import OutboxMessage, User, utcnow
 from shared.db.session import Database
@@ -79,6 +79,7 @@ class SignHandler:
         job, cid = read_job(message, SignRequest)
 
         refused: Denied | None = None
+        fresh: FreshKey | None = None
         if job.keygen is not None:
             made = await self._keys.csr_for(job)
             if made is None:
@@ -87,7 +88,7 @@ class SignHandler:
             if isinstance(made, Denied):
                 refused = made
             else:
-                job = made
+                job, fresh = made
 
         result: SignResult
         held: dict[str, object] | None = None
@@ -119,7 +120,7 @@ class SignHandler:
                         followups = (poll_outbox(poll, self._poll_delays, cid, self._relay.lease),)
         key = None
         if job.keygen is not None:
-            key = await self._keys.outcome_values(job.serial, result, connector)
+            key = await self._keys.outcome_values(job.serial, result, connector, fresh)
         try:
             rows = await self._book.record(Outcome(job, result, cid, held, followups, key))
         except LostRace:

@@ -7,9 +7,11 @@ from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import event_data, outcome
+from services.ca_worker.tokenkeys import KeyWrite
 from shared.batching import Batcher
 from shared.db.models import (
     CARequest,
@@ -39,8 +41,8 @@ class Outcome:
     # A pending result's row in the CA request store, and messages that follow it (a poll).
     ca_request: dict[str, Any] | None = None
     followups: tuple[OutboxMessage, ...] = field(default=())
-    # A genkey token's TokenKey columns to write with it: its PKCS#12, or its secrets dropped.
-    key: dict[str, Any] | None = None
+    # A genkey token's key to write with it: its PKCS#12, its pending key, or secrets dropped.
+    key: KeyWrite | None = None
 
 
 class LostRace(Exception):
@@ -56,7 +58,8 @@ class _Prepared:
     issued: dict[str, Any] | None
     ca_request: dict[str, Any] | None
     messages: list[OutboxMessage]
-    key: dict[str, Any] | None
+    key: KeyWrite | None
+    request: str
 
 
 class TokenBook:
@@ -106,13 +109,7 @@ class TokenBook:
                     await session.execute(insert(CARequest), held)
                 for winner in winners:
                     if winner.key is not None:
-                        # The PKCS#12 commits with the outcome: never an enrolled token without
-                        # it. A PKCS#12 its owner deleted meanwhile stays deleted.
-                        await session.execute(
-                            update(TokenKey)
-                            .where(TokenKey.serial == winner.serial, TokenKey.deleted_at.is_(None))
-                            .values(**winner.key, updated_at=utcnow())
-                        )
+                        await self._write_key(session, winner)
                 await insert_outbox(session, [m for w in winners for m in w.messages])
         return results
 
@@ -144,6 +141,26 @@ class TokenBook:
                 *item.followups,
             ],
             key=item.key,
+            request=job.request,
+        )
+
+    @staticmethod
+    async def _write_key(session: AsyncSession, winner: _Prepared) -> None:
+        """The key commits with the outcome: never an enrolled token without its PKCS#12."""
+        assert winner.key is not None
+        now = utcnow()
+        if winner.key.new:
+            session.add(TokenKey(**winner.key.values, created_at=now, updated_at=now))
+            # The generated CSR, which the job did not carry.
+            await session.execute(
+                update(Token).where(Token.serial == winner.serial).values(request=winner.request)
+            )
+            return
+        # A PKCS#12 its owner deleted meanwhile stays deleted.
+        await session.execute(
+            update(TokenKey)
+            .where(TokenKey.serial == winner.serial, TokenKey.deleted_at.is_(None))
+            .values(**winner.key.values, updated_at=now)
         )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
-from services.ca_worker.connectors.base import Connector, Denied, Issued, SignResult
+from services.ca_worker.connectors.base import Connector, Denied, Issued, Pending, SignResult
 from services.ca_worker.keygen import KeygenRefused, KeyPool, subject_attributes
 from services.ca_worker.pkcs12 import build_pkcs12
 from shared.db.models import Token, TokenKey, User
@@ -34,6 +35,23 @@ def with_csr(job: SignRequest, csr_pem: str) -> SignRequest:
     return dataclasses.replace(job, request=csr_pem, info={**job.info, "subject": subject})
 
 
+@dataclass(frozen=True)
+class FreshKey:
+    """A key made for this delivery: it is stored with the outcome, or not at all."""
+
+    keytype: str
+    key_pem: bytes  # PKCS#8, unencrypted, in memory only
+    sealed_password: str
+
+
+@dataclass(frozen=True)
+class KeyWrite:
+    """TokenKey columns to write with the outcome: a new row, or an update of the stored one."""
+
+    values: dict[str, Any]
+    new: bool
+
+
 class TokenKeys:
     """Makes, stores and completes genkey tokens' keys; every secret sealed at rest."""
 
@@ -42,11 +60,14 @@ class TokenKeys:
         self._box = box
         self._pool = pool
 
-    async def csr_for(self, job: SignRequest) -> SignRequest | Denied | None:
-        """The job with the token's CSR, made with its key at most once; None once handled.
+    async def csr_for(
+        self, job: SignRequest
+    ) -> tuple[SignRequest, FreshKey | None] | Denied | None:
+        """The job with a CSR for a new key (kept in memory); None once the token is handled.
 
-        The key and CSR are written in one transaction, only while the token is ``submitted``
-        and has no key yet: a redelivered job finds and reuses them.
+        Nothing is written here: the key commits with the outcome, in the transaction that only
+        the first delivery of a job wins. A later or concurrent delivery's key is never stored,
+        so a token never has two keys.
         """
         spec = job.keygen
         assert spec is not None
@@ -66,7 +87,8 @@ class TokenKeys:
         if token is None or token.rollout_state != RolloutState.SUBMITTED:
             return None
         if stored is not None:
-            return with_csr(job, token.request)
+            # Written by an earlier version, before the outcome: sign that key's CSR.
+            return with_csr(job, token.request), None
         try:
             refusal = self._unusable(spec)
             attributes = subject_attributes(job.username, spec.subject_components, email, job.realm)
@@ -75,36 +97,51 @@ class TokenKeys:
         if refusal:
             return Denied(refusal)
         made = await self._pool.make(spec.keytype, attributes)
-        sealed_key = self._box.seal(made.private_key_pem)
-        async with self._db.write() as session:
-            token = await session.get(Token, job.serial, with_for_update=True)
-            if token is None or token.rollout_state != RolloutState.SUBMITTED:
-                return None
-            if await session.get(TokenKey, job.serial) is not None:
-                # Another delivery of this job stored its key first: use that one.
-                return with_csr(job, token.request)
-            session.add(
-                TokenKey(
-                    serial=job.serial,
-                    keytype=spec.keytype,
-                    private_key=sealed_key,
-                    password=spec.sealed_password,
-                )
-            )
-            token.request = made.csr_pem
         log.info("key pair generated", extra={"serial": job.serial, "keytype": spec.keytype})
-        return with_csr(job, made.csr_pem)
+        fresh = FreshKey(spec.keytype, made.private_key_pem, spec.sealed_password)
+        return with_csr(job, made.csr_pem), fresh
 
     async def outcome_values(
-        self, serial: str, result: SignResult, connector: Connector | None
-    ) -> dict[str, Any] | None:
-        """TokenKey columns to write with the outcome: the PKCS#12, or the secrets dropped."""
+        self,
+        serial: str,
+        result: SignResult,
+        connector: Connector | None,
+        fresh: FreshKey | None,
+    ) -> KeyWrite | None:
+        """What to write of the token's key with the outcome: PKCS#12, pending key, or nothing."""
+        chain: Sequence[str] = ()
         if isinstance(result, Issued):
             chain = connector.chain() if connector is not None else result.chain
-            return await self.completion(serial, result, chain)
-        if isinstance(result, Denied):
-            return dict(SECRETS_DROPPED)
-        return None
+        if fresh is None:
+            if isinstance(result, Issued):
+                values = await self.completion(serial, result, chain)
+                return None if values is None else KeyWrite(values, new=False)
+            if isinstance(result, Denied):
+                return KeyWrite(dict(SECRETS_DROPPED), new=False)
+            return None
+        row: dict[str, Any] = {"serial": serial, "keytype": fresh.keytype, **SECRETS_DROPPED}
+        row["pkcs12"] = ""
+        if isinstance(result, Issued):
+            password = self._box.open(fresh.sealed_password)
+            row["pkcs12"] = await self._seal_pkcs12(fresh.key_pem, password, result, chain, serial)
+        elif isinstance(result, Pending):
+            # Kept sealed until the CA manager decides; the PKCS#12 is built then.
+            row["private_key"] = self._box.seal(fresh.key_pem)
+            row["password"] = fresh.sealed_password
+        return KeyWrite(row, new=True)
+
+    async def _seal_pkcs12(
+        self, key_pem: bytes, password: bytes, issued: Issued, chain: Sequence[str], serial: str
+    ) -> str:
+        der = await self._pool.call(
+            build_pkcs12,
+            key_pem,
+            password,
+            issued.certificate,
+            tuple(pem for pem in chain if pem),
+            serial,
+        )
+        return self._box.seal(der)
 
     async def completion(
         self, serial: str, issued: Issued, chain: Sequence[str]
@@ -117,15 +154,10 @@ class TokenKeys:
         if not stored.private_key or not stored.password:
             log.warning("genkey token lacks its key or password", extra={"serial": serial})
             return None
-        der = await self._pool.call(
-            build_pkcs12,
-            self._box.open(stored.private_key),
-            self._box.open(stored.password),
-            issued.certificate,
-            tuple(pem for pem in chain if pem),
-            serial,
-        )
-        return {"pkcs12": self._box.seal(der), "password": ""}
+        key_pem, password = self._box.open(stored.private_key), self._box.open(stored.password)
+        pkcs12 = await self._seal_pkcs12(key_pem, password, issued, chain, serial)
+        # The PKCS#12 holds the key: neither it nor the password is kept apart any longer.
+        return {"pkcs12": pkcs12, **SECRETS_DROPPED}
 
     def _unusable(self, spec: KeySpec) -> str:
         """Why the job's password cannot protect a PKCS#12, or ""."""

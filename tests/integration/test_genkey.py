@@ -176,7 +176,8 @@ async def test_admin_genkey_gives_a_pkcs12_and_keeps_no_secret(
 
         row = await key_row(stack, serial)
         assert (row.downloads, row.password, row.keytype) == (2, "", "ec-p256")
-        assert row.private_key and row.pkcs12 and row.deleted_at is None
+        # The key lives only inside the sealed PKCS#12 now.
+        assert not row.private_key and row.pkcs12 and row.deleted_at is None
 
         # A CSR token has no server-generated key.
         csr_token = await admin.post(
@@ -373,7 +374,7 @@ async def idle_worker(tmp_path: Path) -> AsyncIterator[Stack]:
         yield running
 
 
-async def test_a_redelivered_job_reuses_the_one_key(idle_worker: Stack, tmp_path: Path) -> None:
+async def test_redelivered_jobs_store_one_key_and_one_certificate(idle_worker: Stack, tmp_path: Path) -> None:
     stack = idle_worker
     jobs: list[Message] = []
 
