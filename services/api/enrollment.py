@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,18 +82,18 @@ class EnrollmentStore:
         # Checks read outside the write lock, which is held only for the inserts; a serial
         # taken meanwhile still fails on the primary key (IntegrityError: drawn again).
         async with self._db.read() as session:
-            known, realms, taken = await _lookups(session, [i.request for i in intents])
+            known, owners, taken = await _lookups(session, [i.request for i in intents])
         results: list[OutboxMessage | Exception] = []
         tokens: list[dict[str, Any]] = []
         jobs: list[OutboxMessage] = []
         now = utcnow()
         for intent in intents:
             try:
-                realm = _check(intent.request, known, realms, taken, intent.csr)
+                _check(intent.request, known, owners, taken, intent.csr)
             except (ParameterError, SerialTaken) as exc:
                 results.append(exc)
                 continue
-            request = dataclasses.replace(intent.request, realm=realm)
+            request = intent.request
             taken.add(request.serial)
             event = new_event(
                 JOB_CSR_SIGN, SOURCE, request.serial, request.to_data(), intent.correlation_id
@@ -114,9 +112,9 @@ class EnrollmentStore:
     async def store_upload(self, upload: Upload) -> OutboxMessage:
         """Store an uploaded certificate's token, enrolled; return its ``token_init`` event."""
         async with self._db.read() as session:
-            known, realms, taken = await _lookups(session, [upload.request])
-        realm = _check(upload.request, known, realms, taken)
-        request = dataclasses.replace(upload.request, realm=realm)
+            known, owners, taken = await _lookups(session, [upload.request])
+        _check(upload.request, known, owners, taken)
+        request = upload.request
         data = upload_event_data(request, upload.certificate)
         event = new_event(EventType.TOKEN_INIT, SOURCE, request.serial, data, upload.correlation_id)
         row = outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease)
@@ -140,8 +138,8 @@ Known = dict[tuple[str, str], TemplateOptions | _Unusable]
 
 async def _lookups(
     session: AsyncSession, requests: list[SignRequest]
-) -> tuple[Known, dict[str, set[str]], set[str]]:
-    """Known (CA, template) options (template "" for the CA's default), realms, serials used."""
+) -> tuple[Known, set[tuple[str, str]], set[str]]:
+    """Known (CA, template) options (template "" for the CA's default), owners, serials used."""
     cas = {r.ca for r in requests}
     known: Known = {
         (name, ""): TemplateOptions()
@@ -164,28 +162,26 @@ async def _lookups(
                     extra={"ca": ca, "template": name, "error": str(exc)},
                 )
                 known[(ca, name)] = _Unusable(str(exc))
-    realms: dict[str, set[str]] = defaultdict(set)
     rows = await session.execute(
         select(User.username, User.realm).where(User.username.in_({r.username for r in requests}))
     )
-    for username, realm in rows:
-        realms[username].add(realm)
+    owners = {(username, realm) for username, realm in rows}
     taken = set(
         await session.scalars(
             select(Token.serial).where(Token.serial.in_([r.serial for r in requests]))
         )
     )
-    return known, realms, taken
+    return known, owners, taken
 
 
 def _check(
     request: SignRequest,
     known: Known,
-    realms: dict[str, set[str]],
+    owners: set[tuple[str, str]],
     taken: set[str],
     csr: x509.CertificateSigningRequest | None = None,
-) -> str:
-    """The owner's realm; raise on an unknown reference, a broken CSR rule or a taken serial."""
+) -> None:
+    """Raise on an unknown owner or reference, a broken CSR rule or a taken serial."""
     # An uploaded certificate needs no CA (the route requires one for a CSR).
     if request.ca and (request.ca, "") not in known:
         raise ParameterError(f"ca: unknown CA connector {request.ca!r}")
@@ -194,22 +190,11 @@ def _check(
         raise ParameterError(f"template: CA connector {request.ca!r} has no template {template!r}")
     if request.ca:
         _check_csr_rules(request, known, csr)
-    user_realms = realms.get(request.username, set())
-    if request.realm:
-        if request.realm not in user_realms:
-            raise ParameterError(
-                f"user: unknown user {request.username!r} in realm {request.realm!r}"
-            )
-        realm = request.realm
-    elif len(user_realms) == 1:
-        realm = next(iter(user_realms))
-    elif not user_realms:
-        raise ParameterError(f"user: unknown user {request.username!r}")
-    else:
-        raise ParameterError(f"realm: required, user {request.username!r} is in several realms")
+    # The route resolved the realm (or took the one given): the user must be in it.
+    if (request.username, request.realm) not in owners:
+        raise ParameterError(f"user: unknown user {request.username!r} in realm {request.realm!r}")
     if request.serial in taken:
         raise SerialTaken(request.serial)
-    return realm
 
 
 def _check_csr_rules(

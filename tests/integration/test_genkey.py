@@ -374,7 +374,9 @@ async def idle_worker(tmp_path: Path) -> AsyncIterator[Stack]:
         yield running
 
 
-async def test_redelivered_jobs_store_one_key_and_one_certificate(idle_worker: Stack, tmp_path: Path) -> None:
+async def test_redelivered_jobs_store_one_key_and_one_certificate(
+    idle_worker: Stack, tmp_path: Path
+) -> None:
     stack = idle_worker
     jobs: list[Message] = []
 

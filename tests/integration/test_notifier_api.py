@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from shared.security import SecretBox
 from tests.support.notify import add_handler, add_smtp_server, add_user, value
 from tests.support.pki import make_csr
 from tests.support.smtp import SmtpSink
-from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.support.stack import Stack
 
 # Handlers name an SMTP server, which must exist: a real one (aiosmtpd) in every test.
 pytestmark = pytest.mark.smtp
@@ -25,12 +24,9 @@ OWNER_OPTIONS = {"emailconfig": "mail", "To": "tokenowner"}
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+def stack(memory_stack: Stack) -> Stack:
     """The system on the in-process broker (the broker plays no part in configuration)."""
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
+    return memory_stack
 
 
 @pytest.fixture
