@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-# PBKDF2 rounds for the key and certificate bags and the MAC. The password may be a short
-# PIN, so more than OpenSSL's default 2048; the work runs in the low-priority key pool.
+# PBKDF2 rounds for the key and certificate bags (the MAC keeps 2048). The password may be a
+# short PIN, so more than OpenSSL's default 2048; the work runs in the low-priority key pool.
 KDF_ROUNDS = 100_000
 
 
