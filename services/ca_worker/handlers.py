@@ -11,6 +11,7 @@ from sqlalchemy import select
 from services.ca_worker.connectors.base import (
     Connector,
     Denied,
+    Issued,
     Owner,
     Pending,
     PermanentCAError,
@@ -119,8 +120,9 @@ class SignHandler:
                         poll = Poll(result.request_id, job.ca, 0)
                         followups = (poll_outbox(poll, self._poll_delays, cid, self._relay.lease),)
         key = None
-        if job.keygen is not None:
-            key = await self._keys.outcome_values(job.serial, result, connector, fresh)
+        if fresh is not None:  # a genkey job refused before its key was made stores none
+            chain = connector.chain() if isinstance(result, Issued) and connector else ()
+            key = await self._keys.key_row(job, result, chain, fresh)
         try:
             rows = await self._book.record(Outcome(job, result, cid, held, followups, key))
         except LostRace:

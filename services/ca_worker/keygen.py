@@ -43,6 +43,7 @@ class NewKey:
 
     private_key_pem: bytes
     csr_pem: str
+    subject: str  # RFC 4514
 
 
 def subject_attributes(
@@ -82,6 +83,7 @@ def make_key(keytype: str, attributes: Attributes) -> NewKey:
             serialization.NoEncryption(),
         ),
         csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        subject.rfc4514_string(),
     )
 
 

@@ -122,10 +122,7 @@ class Lifecycle:
             return
         end = settlement(result)
         assert end is not None
-        key = None
-        if end.issued is not None:
-            # The genkey token's PKCS#12, completed now (privacyIDEA leaves only the key).
-            key = await self._keys.completion(request.token_serial, end.issued, connector.chain())
+        key = await self._completed_key(request, end, connector)
         await self._settle(request.id, end, job.admin, cid, key)
 
     async def deny(self, message: Message) -> None:
@@ -160,11 +157,16 @@ class Lifecycle:
             except Exception as exc:
                 raise RetryLater(f"could not schedule the next poll: {exc}") from exc
             return
-        key = None
-        if end.issued is not None:
-            # The genkey token's PKCS#12, completed now (privacyIDEA leaves only the key).
-            key = await self._keys.completion(request.token_serial, end.issued, connector.chain())
+        key = await self._completed_key(request, end, connector)
         await self._settle(request.id, end, "", cid, key)
+
+    async def _completed_key(
+        self, request: CARequest, end: _Settlement, connector: Connector
+    ) -> dict[str, Any] | None:
+        """A genkey token's PKCS#12, completed now it is issued (privacyIDEA leaves the key)."""
+        if end.issued is None:
+            return None
+        return await self._keys.completion(request.token_serial, end.issued, connector.chain())
 
     async def _open_request(self, request_id: str) -> CARequest | None:
         async with self._db.read() as session:

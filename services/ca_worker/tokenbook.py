@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import event_data, outcome
-from services.ca_worker.tokenkeys import KeyWrite
 from shared.batching import Batcher
 from shared.db.models import (
     CARequest,
@@ -42,7 +41,7 @@ class Outcome:
     ca_request: dict[str, Any] | None = None
     followups: tuple[OutboxMessage, ...] = field(default=())
     # A genkey token's key to write with it: its PKCS#12, its pending key, or secrets dropped.
-    key: KeyWrite | None = None
+    key: dict[str, Any] | None = None
 
 
 class LostRace(Exception):
@@ -58,7 +57,7 @@ class _Prepared:
     issued: dict[str, Any] | None
     ca_request: dict[str, Any] | None
     messages: list[OutboxMessage]
-    key: KeyWrite | None
+    key: dict[str, Any] | None
     request: str
 
 
@@ -149,18 +148,10 @@ class TokenBook:
         """The key commits with the outcome: never an enrolled token without its PKCS#12."""
         assert winner.key is not None
         now = utcnow()
-        if winner.key.new:
-            session.add(TokenKey(**winner.key.values, created_at=now, updated_at=now))
-            # The generated CSR, which the job did not carry.
-            await session.execute(
-                update(Token).where(Token.serial == winner.serial).values(request=winner.request)
-            )
-            return
-        # A PKCS#12 its owner deleted meanwhile stays deleted.
+        session.add(TokenKey(**winner.key, created_at=now, updated_at=now))
+        # The generated CSR, which the job did not carry.
         await session.execute(
-            update(TokenKey)
-            .where(TokenKey.serial == winner.serial, TokenKey.deleted_at.is_(None))
-            .values(**winner.key.values, updated_at=now)
+            update(Token).where(Token.serial == winner.serial).values(request=winner.request)
         )
 
 

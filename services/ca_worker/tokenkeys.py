@@ -10,14 +10,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.ca_worker.connectors.base import Connector, Denied, Issued, Pending, SignResult
+from services.ca_worker.connectors.base import Denied, Issued, Pending, SignResult
 from services.ca_worker.keygen import KeygenRefused, KeyPool, subject_attributes
 from services.ca_worker.pkcs12 import build_pkcs12
 from shared.db.models import Token, TokenKey, User
 from shared.db.session import Database
 from shared.domain import RolloutState
 from shared.jobs import KeySpec, SignRequest
-from shared.pki import CSRError, parse_csr
 from shared.security import SecretBox
 
 log = logging.getLogger(__name__)
@@ -26,30 +25,13 @@ log = logging.getLogger(__name__)
 SECRETS_DROPPED: dict[str, Any] = {"private_key": "", "password": ""}
 
 
-def with_csr(job: SignRequest, csr_pem: str) -> SignRequest:
-    """*job* carrying the generated CSR, and its subject in the token info."""
-    try:
-        subject = parse_csr(csr_pem).subject.rfc4514_string()
-    except CSRError:
-        subject = ""
-    return dataclasses.replace(job, request=csr_pem, info={**job.info, "subject": subject})
-
-
 @dataclass(frozen=True)
 class FreshKey:
     """A key made for this delivery: it is stored with the outcome, or not at all."""
 
-    keytype: str
     key_pem: bytes  # PKCS#8, unencrypted, in memory only
+    password: bytes  # the PKCS#12 password, opened from the job
     sealed_password: str
-
-
-@dataclass(frozen=True)
-class KeyWrite:
-    """TokenKey columns to write with the outcome: a new row, or an update of the stored one."""
-
-    values: dict[str, Any]
-    new: bool
 
 
 class TokenKeys:
@@ -60,9 +42,7 @@ class TokenKeys:
         self._box = box
         self._pool = pool
 
-    async def csr_for(
-        self, job: SignRequest
-    ) -> tuple[SignRequest, FreshKey | None] | Denied | None:
+    async def csr_for(self, job: SignRequest) -> tuple[SignRequest, FreshKey] | Denied | None:
         """The job with a CSR for a new key (kept in memory); None once the token is handled.
 
         Nothing is written here: the key commits with the outcome, in the transaction that only
@@ -72,8 +52,9 @@ class TokenKeys:
         spec = job.keygen
         assert spec is not None
         async with self._db.read() as session:
-            token = await session.get(Token, job.serial)
-            stored = await session.get(TokenKey, job.serial)
+            state = await session.scalar(
+                select(Token.rollout_state).where(Token.serial == job.serial)
+            )
             email = ""
             if "email" in spec.subject_components:
                 email = (
@@ -84,51 +65,35 @@ class TokenKeys:
                     )
                     or ""
                 )
-        if token is None or token.rollout_state != RolloutState.SUBMITTED:
+        if state != RolloutState.SUBMITTED:
             return None
-        if stored is not None:
-            # Written by an earlier version, before the outcome: sign that key's CSR.
-            return with_csr(job, token.request), None
         try:
-            refusal = self._unusable(spec)
+            password = self._password(spec)
             attributes = subject_attributes(job.username, spec.subject_components, email, job.realm)
         except KeygenRefused as exc:
             return Denied(str(exc))
-        if refusal:
-            return Denied(refusal)
         made = await self._pool.make(spec.keytype, attributes)
         log.info("key pair generated", extra={"serial": job.serial, "keytype": spec.keytype})
-        fresh = FreshKey(spec.keytype, made.private_key_pem, spec.sealed_password)
-        return with_csr(job, made.csr_pem), fresh
+        info = {**job.info, "subject": made.subject}
+        signing = dataclasses.replace(job, request=made.csr_pem, info=info)
+        return signing, FreshKey(made.private_key_pem, password, spec.sealed_password)
 
-    async def outcome_values(
-        self,
-        serial: str,
-        result: SignResult,
-        connector: Connector | None,
-        fresh: FreshKey | None,
-    ) -> KeyWrite | None:
-        """What to write of the token's key with the outcome: PKCS#12, pending key, or nothing."""
-        chain: Sequence[str] = ()
+    async def key_row(
+        self, job: SignRequest, result: SignResult, chain: Sequence[str], fresh: FreshKey
+    ) -> dict[str, Any]:
+        """The TokenKey row to store with the outcome: PKCS#12, pending key, or no secret."""
+        assert job.keygen is not None
+        row: dict[str, Any] = {"serial": job.serial, "keytype": job.keygen.keytype, "pkcs12": ""}
+        row.update(SECRETS_DROPPED)
         if isinstance(result, Issued):
-            chain = connector.chain() if connector is not None else result.chain
-        if fresh is None:
-            if isinstance(result, Issued):
-                values = await self.completion(serial, result, chain)
-                return None if values is None else KeyWrite(values, new=False)
-            if isinstance(result, Denied):
-                return KeyWrite(dict(SECRETS_DROPPED), new=False)
-            return None
-        row: dict[str, Any] = {"serial": serial, "keytype": fresh.keytype, **SECRETS_DROPPED}
-        row["pkcs12"] = ""
-        if isinstance(result, Issued):
-            password = self._box.open(fresh.sealed_password)
-            row["pkcs12"] = await self._seal_pkcs12(fresh.key_pem, password, result, chain, serial)
+            row["pkcs12"] = await self._seal_pkcs12(
+                fresh.key_pem, fresh.password, result, chain, job.serial
+            )
         elif isinstance(result, Pending):
             # Kept sealed until the CA manager decides; the PKCS#12 is built then.
             row["private_key"] = self._box.seal(fresh.key_pem)
             row["password"] = fresh.sealed_password
-        return KeyWrite(row, new=True)
+        return row
 
     async def _seal_pkcs12(
         self, key_pem: bytes, password: bytes, issued: Issued, chain: Sequence[str], serial: str
@@ -159,12 +124,13 @@ class TokenKeys:
         # The PKCS#12 holds the key: neither it nor the password is kept apart any longer.
         return {"pkcs12": pkcs12, **SECRETS_DROPPED}
 
-    def _unusable(self, spec: KeySpec) -> str:
-        """Why the job's password cannot protect a PKCS#12, or ""."""
+    def _password(self, spec: KeySpec) -> bytes:
+        """The job's PKCS#12 password; KeygenRefused when it cannot protect one."""
         if not spec.sealed_password:
-            return "keygen: the job carries no PKCS#12 password"
+            raise KeygenRefused("keygen: the job carries no PKCS#12 password")
         try:
-            self._box.open(spec.sealed_password)
+            return self._box.open(spec.sealed_password)
         except ValueError:
-            return "keygen: the PKCS#12 password does not open with this service's secret key"
-        return ""
+            raise KeygenRefused(
+                "keygen: the PKCS#12 password does not open with this service's secret key"
+            ) from None
