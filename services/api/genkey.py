@@ -15,7 +15,7 @@ from services.api.envelope import ok
 from services.api.errors import ApiError, Conflict, Gone, NotFound, ParameterError
 from services.api.policies import Action, EnrollRules, require_action
 from services.api.schemas import TokenInit
-from services.api.submission import submit
+from services.api.submission import enrolled_by, submit
 from shared.db.models import Token, TokenKey, utcnow
 from shared.domain import RolloutState
 from shared.jobs import KeySpec, SignRequest
@@ -92,7 +92,7 @@ async def genkey_init(
     # Never the password or the PIN: the info is shown in token lists and events.
     info: dict[str, Any] = {
         "description": data.description,
-        "enrolled_by": f"{caller.role}:{caller.username}",
+        "enrolled_by": enrolled_by(caller),
         "genkey": True,
         "keytype": keytype,
         "pkcs12_delete_after_download": rules.pkcs12_remove_after_download,

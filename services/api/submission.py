@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from cryptography import x509
 from fastapi import Request
@@ -16,16 +16,35 @@ from sqlalchemy.exc import IntegrityError
 from services.api import audit
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollIntent, SerialTaken
-from shared.db.models import Token
+from shared.db.models import OutboxMessage, Token
 from shared.domain import FINAL_FOR_INIT, new_serial
 from shared.jobs import SignRequest
 from shared.logs import correlation_id
+from shared.security import Identity
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How often a waiting init re-reads the token, in case its outcome event was missed.
 _RECHECK_SECONDS = 1.0
 _SERIAL_ATTEMPTS = 5
+
+
+def enrolled_by(caller: Identity) -> str:
+    """Who enrolled a token, as its info records it: ``role:name``."""
+    return f"{caller.role}:{caller.username}"
+
+
+async def with_free_serial(store: Callable[[str], Awaitable[T]]) -> tuple[str, T]:
+    """Run *store* with a fresh serial; draw again while the serial is taken."""
+    for _ in range(_SERIAL_ATTEMPTS):
+        serial = new_serial()
+        try:
+            return serial, await store(serial)
+        except (SerialTaken, IntegrityError):
+            # Serials have 32 random bits: a collision is rare and must not fail the request.
+            continue
+    raise RuntimeError("could not allocate a free token serial")
 
 
 async def submit(
@@ -35,23 +54,18 @@ async def submit(
     csr: x509.CertificateSigningRequest | None = None,
 ) -> dict[str, Any]:
     """Store the token made by *make* (given a fresh serial), send its job, await the outcome."""
-    for _ in range(_SERIAL_ATTEMPTS):
-        serial = new_serial()
+
+    async def store(serial: str) -> tuple[asyncio.Future[dict[str, Any]], OutboxMessage]:
+        # Expected before the job exists: its outcome event cannot come too early.
         future = ctx.waiter.expect(serial)
         try:
             intent = EnrollIntent(make(serial), correlation_id.get(), csr)
-            job = await ctx.enrollments.store(intent)
-        except (SerialTaken, IntegrityError):
-            # Serials have 32 random bits: a collision is rare and must not fail the request.
-            ctx.waiter.discard(serial, future)
-            continue
+            return future, await ctx.enrollments.store(intent)
         except BaseException:
             ctx.waiter.discard(serial, future)
             raise
-        break
-    else:
-        raise RuntimeError("could not allocate a free token serial")
 
+    serial, (future, job) = await with_free_serial(store)
     audit.note(request, serial=serial)
     try:
         await ctx.relay.send([job])

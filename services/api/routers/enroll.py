@@ -8,13 +8,11 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from services.api import audit
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.enrollment import (
-    SerialTaken,
     Upload,
     check_attestation,
     uploaded_certificate,
@@ -32,18 +30,16 @@ from services.api.policies import (
     require_action,
 )
 from services.api.schemas import TokenInit
-from services.api.submission import submit
-from shared.db.models import User
-from shared.domain import RolloutState, new_serial
+from services.api.submission import enrolled_by, submit, with_free_serial
+from shared.db.models import OutboxMessage, User
+from shared.domain import RolloutState
 from shared.jobs import SignRequest
 from shared.logs import correlation_id
-from shared.pki import CSRError, csr_summary, parse_csr
+from shared.pki import CSRError, parse_csr
 from shared.security import Identity
 
 router = APIRouter(prefix="/token", tags=["token"])
 log = logging.getLogger(__name__)
-
-_SERIAL_ATTEMPTS = 5
 
 
 @router.post("/init", openapi_extra=body_doc(TokenInit))
@@ -68,7 +64,6 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
         )
     if not ca:
         raise ParameterError("ca: required (the name of a CA connector)")
-    enrolled_by = f"{caller.role}:{caller.username}"
     if genkey:
         return await genkey_init(
             request, data, ctx, (username, realm), rules, (ca, template or ""), caller
@@ -86,8 +81,8 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
         attested = check_attestation(*checked)
     info = {
         "description": data.description,
-        "subject": csr_summary(csr)["subject"],
-        "enrolled_by": enrolled_by,
+        "subject": csr.subject.rfc4514_string(),
+        "enrolled_by": enrolled_by(caller),
         **attested,
     }
     request_pem = data.request.strip()
@@ -119,21 +114,15 @@ async def _upload(
     username, realm = owner
     info = {
         "description": data.description,
-        "enrolled_by": f"{caller.role}:{caller.username}",
+        "enrolled_by": enrolled_by(caller),
         **cert_info,
     }
-    for _ in range(_SERIAL_ATTEMPTS):
-        serial = new_serial()
+
+    async def store(serial: str) -> OutboxMessage:
         sign = SignRequest(serial, username, realm, data.ca or "", "", "", info=info)
-        try:
-            row = await ctx.enrollments.store_upload(
-                Upload(sign, certificate, correlation_id.get())
-            )
-        except (SerialTaken, IntegrityError):
-            continue
-        break
-    else:
-        raise RuntimeError("could not allocate a free token serial")
+        return await ctx.enrollments.store_upload(Upload(sign, certificate, correlation_id.get()))
+
+    serial, row = await with_free_serial(store)
     audit.note(request, serial=serial)
     await ctx.relay.send([row])
     log.info("certificate uploaded", extra={"serial": serial})
