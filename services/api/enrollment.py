@@ -38,6 +38,7 @@ from shared.messaging.topology import (
     event_routing_key,
 )
 from shared.pki import CSRError, parse_csr, serial_hex
+from shared.token_events import init_event_data
 
 SOURCE = "certtoken/api"
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class EnrollmentStore:
             known, owners, taken = await _lookups(session, [upload.request])
         _check(upload.request, known, owners, taken)
         request = upload.request
-        data = upload_event_data(request, upload.certificate)
+        data = init_event_data(request, RolloutState.ENROLLED, request.info, upload.certificate)
         event = new_event(EventType.TOKEN_INIT, SOURCE, request.serial, data, upload.correlation_id)
         row = outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease)
         values = _token_values(request, utcnow())
@@ -234,29 +235,6 @@ def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
-
-
-# Token-info keys that a token_init event repeats, as the ca_worker's events do.
-_EVENT_INFO_KEYS = ("certificate_serial", "certificate_subject", "certificate_not_after")
-
-
-def upload_event_data(request: SignRequest, certificate: str) -> dict[str, Any]:
-    """What the ``token_init`` event of an uploaded certificate tells subscribers."""
-    data: dict[str, Any] = {
-        "serial": request.serial,
-        "tokentype": request.tokentype,
-        "rollout_state": RolloutState.ENROLLED.value,
-        "username": request.username,
-        "realm": request.realm,
-        "ca": request.ca,
-        "template": request.template,
-        "certificate": certificate,
-    }
-    data.update({key: request.info[key] for key in _EVENT_INFO_KEYS if key in request.info})
-    role, _, name = str(request.info.get("enrolled_by", "")).partition(":")
-    if role == "admin" and name:
-        data["admin"] = name
-    return data
 
 
 def uploaded_certificate(pem: str, now: datetime | None = None) -> tuple[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ from services.ca_worker.connectors.base import (
 from services.ca_worker.connectors.local import LocalConnector
 from services.ca_worker.handlers import owner_of
 from services.ca_worker.jobs import read_job
-from services.ca_worker.outcomes import issued_info, token_event_data
+from services.ca_worker.outcomes import issued_info
 from services.ca_worker.polling import poll_message
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenkeys import SECRETS_DROPPED, TokenKeys
@@ -42,6 +42,7 @@ from shared.events import new_event
 from shared.messaging.base import Broker, Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
+from shared.token_events import token_event_data
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ca_worker.connectors.base import Issued, SignResult
-from services.ca_worker.outcomes import event_data, outcome
+from services.ca_worker.outcomes import outcome
 from shared.batching import Batcher
 from shared.db.models import (
     CARequest,
@@ -26,6 +26,7 @@ from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
+from shared.token_events import init_event_data
 
 SOURCE = "certtoken/ca_worker"
 
@@ -121,7 +122,7 @@ class TokenBook:
             EventType.TOKEN_INIT,
             SOURCE,
             job.serial,
-            event_data(job, state, info, certificate),
+            init_event_data(job, state, info, certificate),
             item.correlation_id,
         )
         return _Prepared(

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from services.ca_worker.connectors.base import Denied, Issued, Pending
-from services.ca_worker.outcomes import event_data, outcome
+from services.ca_worker.outcomes import outcome
 from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
 from shared.jobs import SignRequest
 from shared.messaging.topology import (
@@ -21,6 +21,7 @@ from shared.messaging.topology import (
     NOTIFIER_QUEUE,
     event_routing_key,
 )
+from shared.token_events import init_event_data, token_event_data
 
 DOC = yaml.safe_load((Path(__file__).parents[2] / "docs" / "asyncapi.yaml").read_text())
 SCHEMAS: dict[str, Any] = DOC["components"]["schemas"]
@@ -61,7 +62,7 @@ def test_event_fields_are_documented() -> None:
     assert set(states) == {s.value for s in RolloutState}
     for result in (issued, Pending("req-1"), Denied("no")):
         state, info = outcome(job, result)
-        data = event_data(job, state, info, "CERT" if result is issued else "")
+        data = init_event_data(job, state, info, "CERT" if result is issued else "")
         assert set(data) <= set(documented), set(data) - set(documented)
         assert set(SCHEMAS["tokenEventData"]["required"]) <= set(data)
 
@@ -82,7 +83,6 @@ def test_ca_jobs_are_documented_on_the_ca_worker_queue() -> None:
 
 
 def test_later_event_fields_are_documented() -> None:
-    from services.ca_worker.outcomes import token_event_data
     from shared.db.models import Token
 
     token = Token(

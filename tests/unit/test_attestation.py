@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from services.api.enrollment import check_attestation, upload_event_data, uploaded_certificate
+from services.api.enrollment import check_attestation, uploaded_certificate
 from services.api.errors import ParameterError
 from shared.attestation import (
     AttestationError,
@@ -24,8 +24,10 @@ from shared.attestation import (
     verify_attestation,
 )
 from shared.config import Settings
+from shared.domain import RolloutState
 from shared.jobs import SignRequest
 from shared.pki import parse_csr
+from shared.token_events import init_event_data
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "attestation"
 NOW = datetime.now(UTC)
@@ -310,7 +312,7 @@ def test_upload_event_fields_are_documented() -> None:
     schema = doc["components"]["schemas"]["tokenEventData"]
     _, info = uploaded_certificate(_pem(make_chain().leaf))
     request = SignRequest("CRT0000000A", "alice", "corp", "", "", "", info=info)
-    data = upload_event_data(request, "PEM")
+    data = init_event_data(request, RolloutState.ENROLLED, request.info, "PEM")
     assert data["rollout_state"] == "enrolled" and data["certificate_subject"] == "CN=Test Leaf"
     assert set(schema["required"]) <= set(data) <= set(schema["properties"])
 
