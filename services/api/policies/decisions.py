@@ -166,14 +166,11 @@ async def check_token_limits(
         return
     owned = (Token.username == username, Token.realm == realm)
     inactive = [s.value for s in INACTIVE_STATES]
+    counts = select(func.count(), func.count().filter(Token.rollout_state.not_in(inactive))).where(
+        *owned
+    )
     async with ctx.db.read() as session:
-        total = await session.scalar(select(func.count()).where(*owned)) or 0
-        active = (
-            await session.scalar(
-                select(func.count()).where(*owned, Token.rollout_state.not_in(inactive))
-            )
-            or 0
-        )
+        total, active = (await session.execute(counts)).one()
     problem = limit_problem(rules, (username, realm), total, active)
     if problem:
         raise Forbidden(problem)
