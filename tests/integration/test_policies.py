@@ -27,6 +27,7 @@ from tests.integration.test_enroll_modes import (
 )
 from tests.support.pki import make_csr
 from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.unit.test_attestation import FIXTURES
 
 PASSWORD = "Policy-Test-Pw-71c3"
 
@@ -306,6 +307,9 @@ async def test_certificate_template(tmp_path: Path) -> None:
         )
 
 
+YUBIKEY_LEAF = (FIXTURES / "yubikey-slot9a-attestation.pem").read_text()
+
+
 async def test_certificate_require_attestation(tmp_path: Path) -> None:
     trust = _trust_dir(tmp_path)
     # The server default is "ignore" with a trust store; the policy changes the mode.
@@ -322,15 +326,19 @@ async def test_certificate_require_attestation(tmp_path: Path) -> None:
             assert info["attestation_verified"] is (mode != AttestationMode.IGNORE), mode
             missing = await _init(client, **csr)
             wrong = await _init(client, **csr, attestation=UNRELATED)
+            # The leaf without its intermediate: no path to the trusted Yubico root.
+            untrusted = await _init(client, **csr, attestation=YUBIKEY_LEAF)
             if mode == AttestationMode.IGNORE:
                 _enrolled(missing)
                 _enrolled(wrong)
-            elif mode == AttestationMode.VERIFY:
+                _enrolled(untrusted)
+                continue
+            assert _refused(wrong, 400).startswith("attestation: key mismatch")
+            assert _refused(untrusted, 400).startswith("attestation: untrusted chain")
+            if mode == AttestationMode.VERIFY:
                 _enrolled(missing)
-                assert _refused(wrong, 400).startswith("attestation: key mismatch")
             else:
                 assert _refused(missing, 400).startswith("attestation: missing")
-                assert _refused(wrong, 400).startswith("attestation: key mismatch")
 
 
 async def test_certificate_trusted_attestation_ca_path_by_role(tmp_path: Path) -> None:
