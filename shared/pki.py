@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from typing import TypedDict
 
@@ -345,3 +346,9 @@ def load_certificate(pem: str | bytes) -> x509.Certificate:
 def serial_hex(serial: int) -> str:
     """A certificate serial number as lowercase hex."""
     return format(serial, "x")
+
+
+def certificate_id(cert: x509.Certificate) -> str:
+    """Who issued *cert* and its serial, as one key: ``<sha256 of the issuer DER>:<serial hex>``."""
+    issuer = hashlib.sha256(cert.issuer.public_bytes()).hexdigest()
+    return f"{issuer}:{serial_hex(cert.serial_number)}"

@@ -108,6 +108,7 @@ class Token(Base):
     __table_args__ = (
         Index("ix_token_owner", "realm", "username"),
         Index("ix_token_rollout_state", "rollout_state"),
+        Index("ix_token_certificate_id", "certificate_id", unique=True),
     )
 
     serial: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -119,6 +120,8 @@ class Token(Base):
     template: Mapped[str] = mapped_column(String(120), default="")
     request: Mapped[str] = mapped_column(Text, default="")
     certificate: Mapped[str] = mapped_column(Text, default="")
+    # The certificate's issuer and serial (shared.pki.certificate_id): one token per certificate.
+    certificate_id: Mapped[str | None] = mapped_column(String(160), default=None)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -331,6 +334,16 @@ class LoginFailure(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RateLimit(Base):
+    """Requests per client bucket and fixed window, shared by api processes. Written by: api."""
+
+    __tablename__ = "rate_limit"
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # --- policies and server-generated keys ---
