@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.errors import ParameterError
+from services.api.uploads import HELD
 from shared.attestation import (
     AttestationError,
     AttestationMode,
@@ -37,7 +38,7 @@ from shared.messaging.topology import (
     JOBS_EXCHANGE,
     event_routing_key,
 )
-from shared.pki import CSRError, parse_csr, serial_hex
+from shared.pki import CSRError, parse_csr
 from shared.token_events import init_event_data
 
 SOURCE = "certtoken/api"
@@ -61,6 +62,8 @@ class Upload:
     request: SignRequest
     certificate: str
     correlation_id: str
+    # Issuer and serial (shared.pki.certificate_id): a certificate belongs to one token only.
+    certificate_id: str
 
 
 class SerialTaken(Exception):
@@ -114,17 +117,40 @@ class EnrollmentStore:
         """Store an uploaded certificate's token, enrolled; return its ``token_init`` event."""
         async with self._db.read() as session:
             known, owners, taken = await _lookups(session, [upload.request])
+            held = await _holder(session, upload.certificate_id)
         _check(upload.request, known, owners, taken)
+        if held:
+            raise ParameterError(HELD)
         request = upload.request
         data = init_event_data(request, RolloutState.ENROLLED, request.info, upload.certificate)
         event = new_event(EventType.TOKEN_INIT, SOURCE, request.serial, data, upload.correlation_id)
         row = outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease)
         values = _token_values(request, utcnow())
-        values.update(rollout_state=RolloutState.ENROLLED.value, certificate=upload.certificate)
-        async with self._db.write() as session:
-            await session.execute(insert(Token), [values])
-            await insert_outbox(session, [row])
+        values.update(
+            rollout_state=RolloutState.ENROLLED.value,
+            certificate=upload.certificate,
+            certificate_id=upload.certificate_id,
+        )
+        try:
+            async with self._db.write() as session:
+                await session.execute(insert(Token), [values])
+                await insert_outbox(session, [row])
+        except IntegrityError:
+            # A concurrent upload of the same certificate won the unique index; anything
+            # else is a serial collision, which the caller draws again.
+            async with self._db.read() as session:
+                if await _holder(session, upload.certificate_id):
+                    raise ParameterError(HELD) from None
+            raise
         return row
+
+
+async def _holder(session: AsyncSession, identity: str) -> str | None:
+    """The serial of the token holding the certificate *identity*, if any."""
+    found: str | None = await session.scalar(
+        select(Token.serial).where(Token.certificate_id == identity)
+    )
+    return found
 
 
 @dataclass(frozen=True)
@@ -235,29 +261,6 @@ def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
-
-
-def uploaded_certificate(pem: str, now: datetime | None = None) -> tuple[str, dict[str, Any]]:
-    """The uploaded certificate as PEM and its token info; 400 when unusable."""
-    try:
-        cert = parse_certificates(pem, field="certificate")[0]
-    except ValueError as exc:
-        raise ParameterError(str(exc)) from None
-    when = now or datetime.now(UTC)
-    if when > cert.not_valid_after_utc:
-        raise ParameterError(f"certificate: expired on {cert.not_valid_after_utc.isoformat()}")
-    if when < cert.not_valid_before_utc:
-        raise ParameterError(
-            f"certificate: not yet valid, valid from {cert.not_valid_before_utc.isoformat()}"
-        )
-    info = {
-        "subject": cert.subject.rfc4514_string(),
-        "certificate_subject": cert.subject.rfc4514_string(),
-        "certificate_issuer": cert.issuer.rfc4514_string(),
-        "certificate_serial": serial_hex(cert.serial_number),
-        "certificate_not_after": cert.not_valid_after_utc.isoformat(),
-    }
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), info
 
 
 def check_attestation(

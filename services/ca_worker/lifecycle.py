@@ -42,6 +42,7 @@ from shared.events import new_event
 from shared.messaging.base import Broker, Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
+from shared.pki import certificate_id, load_certificate
 from shared.token_events import token_event_data
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ class Lifecycle:
             if end.issued is not None:
                 info = issued_info(info, end.issued)
                 certificate = end.issued.certificate
+                token.certificate_id = certificate_id(load_certificate(certificate))
                 session.add(_issued_row(ca, serial, end.issued, now))
             elif end.reason:
                 info["reason"] = end.reason

@@ -26,6 +26,7 @@ from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
+from shared.pki import certificate_id, load_certificate
 from shared.token_events import init_event_data
 
 SOURCE = "certtoken/ca_worker"
@@ -132,6 +133,7 @@ class TokenBook:
                 "rollout_state": state.value,
                 "info": info,
                 "certificate": certificate,
+                "certificate_id": _identity(certificate),
                 "updated_at": now,
             },
             issued=_issued_values(job, result, now) if isinstance(result, Issued) else None,
@@ -163,10 +165,15 @@ _UPDATE_OUTCOME = (
     .values(
         {
             name: bindparam(name, type_=_TOKENS.c[name].type)
-            for name in ("rollout_state", "info", "certificate", "updated_at")
+            for name in ("rollout_state", "info", "certificate", "certificate_id", "updated_at")
         }
     )
 )
+
+
+def _identity(certificate: str) -> str | None:
+    """An issued certificate's ``token.certificate_id``: no other token may hold it."""
+    return certificate_id(load_certificate(certificate)) if certificate else None
 
 
 def _issued_values(job: SignRequest, result: Issued, now: Any) -> dict[str, Any]:

@@ -238,8 +238,11 @@ async def test_uploads_that_are_refused(stack: Stack) -> None:
         assert _error(garbage).startswith("certificate: not a PEM-encoded X.509 certificate")
         csr = await _init(client, certificate=YUBIKEY_CSR)
         assert _error(csr).startswith("certificate: not a PEM")
+        # With a certificate, a CSR is its proof of possession: another key's CSR fails it.
         both = await _init(client, certificate=_uploadable(), request=YUBIKEY_CSR, ca="localca")
-        assert _error(both).startswith("certificate: give only one of")
+        assert _error(both).startswith("request: proof of possession failed")
+        genkey = await _init(client, certificate=_uploadable(), genkey=1, ca="localca")
+        assert _error(genkey).startswith("genkey: give only one of certificate, genkey")
         nobody = await _init(client, certificate=_uploadable(), user="mallory")
         assert _error(nobody).startswith("user: unknown user")
         assert await _counts(stack) == before

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from services.api.enrollment import check_attestation, uploaded_certificate
+from services.api.enrollment import check_attestation
 from services.api.errors import ParameterError
+from services.api.uploads import uploaded_certificate
 from shared.attestation import (
     AttestationError,
     AttestationMode,
@@ -292,8 +293,9 @@ def test_modes(tmp_path: Path, mode: AttestationMode) -> None:
 
 def test_uploaded_certificate_info_and_refusals() -> None:
     chain = make_chain()
-    pem, info = uploaded_certificate(_pem(chain.leaf))
-    assert pem == _pem(chain.leaf)
+    uploaded = uploaded_certificate(_pem(chain.leaf))
+    info = uploaded.info
+    assert uploaded.pem == _pem(chain.leaf)
     assert info["certificate_subject"] == "CN=Test Leaf"
     assert info["certificate_issuer"] == "CN=Test Intermediate"
     assert info["certificate_serial"] == format(chain.leaf.serial_number, "x")
@@ -310,7 +312,7 @@ def test_uploaded_certificate_info_and_refusals() -> None:
 def test_upload_event_fields_are_documented() -> None:
     doc = yaml.safe_load((Path(__file__).parents[2] / "docs" / "asyncapi.yaml").read_text())
     schema = doc["components"]["schemas"]["tokenEventData"]
-    _, info = uploaded_certificate(_pem(make_chain().leaf))
+    info = uploaded_certificate(_pem(make_chain().leaf)).info
     request = SignRequest("CRT0000000A", "alice", "corp", "", "", "", info=info)
     data = init_event_data(request, RolloutState.ENROLLED, request.info, "PEM")
     assert data["rollout_state"] == "enrolled" and data["certificate_subject"] == "CN=Test Leaf"

@@ -46,6 +46,7 @@ REQUIRE_ATTESTATION = "certificate_require_attestation"
 MAX_TOKEN = "max_token_per_user"
 MAX_ACTIVE_TOKEN = "max_active_token_per_user"
 PKCS12_DELETE = "certificate_pkcs12_delete_after_download"
+UPLOAD_REQUIRE_PROOF = "certificate_upload_require_proof"
 TRUSTED_CA_PATH = "certificate_trusted_Attestation_CA_path"
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -132,6 +133,7 @@ ACTIONS: Mapping[Scope, Mapping[str, Reader]] = {
         MAX_TOKEN: read_count,
         MAX_ACTIVE_TOKEN: read_count,
         PKCS12_DELETE: read_flag,
+        UPLOAD_REQUIRE_PROOF: read_flag,
     },
     Scope.USER: {TRUSTED_CA_PATH: _read_path, **{a.value: read_flag for a in Action}},
     Scope.ADMIN: {TRUSTED_CA_PATH: _read_path, **{a.value: read_flag for a in Action}},

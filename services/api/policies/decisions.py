@@ -23,6 +23,7 @@ from services.api.policies.catalog import (
     SUBJECT_COMPONENT,
     TEMPLATE,
     TRUSTED_CA_PATH,
+    UPLOAD_REQUIRE_PROOF,
     Action,
     Scope,
 )
@@ -69,6 +70,8 @@ class EnrollRules:
     max_token_per_user: int | None = None
     max_active_token_per_user: int | None = None
     pkcs12_remove_after_download: bool = False
+    # Users only: an admin may import a certificate for a user who holds its key.
+    upload_require_proof: bool = False
 
 
 def rules_from(
@@ -104,6 +107,9 @@ def rules_from(
         max_token_per_user=max_total if isinstance(max_total, int) else None,
         max_active_token_per_user=max_active if isinstance(max_active, int) else None,
         pkcs12_remove_after_download=action_value(enroll, PKCS12_DELETE) is True,
+        upload_require_proof=(
+            caller.role == "user" and action_value(enroll, UPLOAD_REQUIRE_PROOF) is True
+        ),
     )
 
 

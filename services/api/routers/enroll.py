@@ -12,11 +12,7 @@ from sqlalchemy import select
 from services.api import audit
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
-from services.api.enrollment import (
-    Upload,
-    check_attestation,
-    uploaded_certificate,
-)
+from services.api.enrollment import Upload, check_attestation
 from services.api.envelope import ok
 from services.api.errors import Forbidden, ParameterError
 from services.api.genkey import genkey_init, wants_genkey
@@ -24,6 +20,7 @@ from services.api.login import split_login
 from services.api.params import body_doc, parse
 from services.api.policies import (
     Action,
+    EnrollRules,
     check_token_limits,
     choose_ca_template,
     enroll_rules,
@@ -31,6 +28,7 @@ from services.api.policies import (
 )
 from services.api.schemas import TokenInit
 from services.api.submission import enrolled_by, submit, with_free_serial
+from services.api.uploads import check_proof, uploaded_certificate
 from shared.db.models import OutboxMessage, User
 from shared.domain import RolloutState
 from shared.jobs import SignRequest
@@ -56,7 +54,7 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     rules = await enroll_rules(ctx, caller, username, realm)
     await check_token_limits(ctx, rules, username, realm)
     if data.certificate:
-        return await _upload(request, data, ctx, caller, (username, realm))
+        return await _upload(request, data, ctx, caller, (username, realm), rules)
     ca, template = choose_ca_template(rules, data.ca, data.template)
     if not genkey and not data.request:
         raise ParameterError(
@@ -96,7 +94,8 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
 
 def _modes(data: TokenInit, genkey: bool) -> list[tuple[str, bool]]:
     return [
-        ("request", bool(data.request)),
+        # With a certificate, a CSR is the proof of possession of its key, not a mode.
+        ("request", bool(data.request) and not data.certificate),
         ("certificate", bool(data.certificate)),
         ("genkey", genkey),
     ]
@@ -108,19 +107,25 @@ async def _upload(
     ctx: ApiContext,
     caller: Identity,
     owner: tuple[str, str],
+    rules: EnrollRules,
 ) -> JSONResponse:
     """An uploaded certificate: the token is enrolled at once, no CA involved."""
-    certificate, cert_info = uploaded_certificate(data.certificate or "")
+    uploaded = uploaded_certificate(data.certificate or "")
+    proof = check_proof(uploaded.certificate, data.request, rules.upload_require_proof)
+    certificate = uploaded.pem
     username, realm = owner
     info = {
         "description": data.description,
         "enrolled_by": enrolled_by(caller),
-        **cert_info,
+        **uploaded.info,
+        **proof,
     }
+    identity = uploaded.identity
 
     async def store(serial: str) -> OutboxMessage:
         sign = SignRequest(serial, username, realm, data.ca or "", "", "", info=info)
-        return await ctx.enrollments.store_upload(Upload(sign, certificate, correlation_id.get()))
+        upload = Upload(sign, certificate, correlation_id.get(), identity)
+        return await ctx.enrollments.store_upload(upload)
 
     serial, row = await with_free_serial(store)
     audit.note(request, serial=serial)
