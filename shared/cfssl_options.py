@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.ca_hosts import parse_ca_url
 from shared.validation import validated
 
 SECRET_OPTIONS = frozenset({"auth_key"})
@@ -17,7 +18,7 @@ class CfsslOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=500)
+    url: str = Field(max_length=500)
     profile: str = Field(default="", max_length=120)
     tls_verify: bool = True
     tls_ca: str = Field(default="", max_length=65536)
@@ -27,7 +28,9 @@ class CfsslOptions(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
+    def _url(cls, value: str) -> str:
+        # Syntax only (scheme, no userinfo, canonical IPs); the host allow-list needs settings.
+        parse_ca_url(value)
         return value.rstrip("/")
 
     @field_validator("tls_ca", "cacert")

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.attestation import AttestationMode
+from shared.ca_hosts import DEFAULT_ALLOWED, allowed_entry
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,8 @@ class Settings(BaseSettings):
     superuser_realms: list[str] = Field(default=[])
     # --- ca_worker: processes that generate keys for genkey tokens; 0 = one per core ---
     keygen_workers: int = Field(default=0, ge=0, le=64)
+    # --- remote CA connectors: hosts and networks they may reach (shared.ca_hosts) ---
+    ca_allowed_hosts: list[str] = Field(default=list(DEFAULT_ALLOWED))
 
     @field_validator("amqp_url", "database_url")
     @classmethod
@@ -66,6 +69,11 @@ class Settings(BaseSettings):
     def _no_empty_path(cls, value: object) -> object:
         # An empty variable means "none", not the current directory.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ca_allowed_hosts")
+    @classmethod
+    def _ca_hosts(cls, value: list[str]) -> list[str]:
+        return [allowed_entry(entry) for entry in value]
 
     @field_validator("retry_delays_ms")
     @classmethod

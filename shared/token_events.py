@@ -6,6 +6,9 @@ from typing import Any, Protocol
 
 from shared.domain import RolloutState
 
+# The remote CA's own words on a refusal: token info for administrators and the audit log;
+# never in an event, never shown to a user (they get certtoken's reason).
+CA_DETAIL = "ca_detail"
 # Token-info keys that events carry (never a secret: no key, no password).
 EVENT_INFO_KEYS = (
     "certificate_serial",

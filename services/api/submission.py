@@ -11,16 +11,18 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from fastapi import Request
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.api import audit
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollIntent, SerialTaken
 from shared.db.models import OutboxMessage, Token
-from shared.domain import FINAL_FOR_INIT, new_serial
+from shared.domain import FINAL_FOR_INIT, RolloutState, new_serial
 from shared.jobs import SignRequest
 from shared.logs import correlation_id
 from shared.security import Identity
+from shared.token_events import CA_DETAIL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,7 +79,21 @@ async def submit(
     for key in ("certificate", "reason", "request_id"):
         if outcome.get(key):
             detail[key] = outcome[key]
+    if outcome["rollout_state"] == RolloutState.FAILED:
+        await _ca_detail(request, ctx, detail)
     return detail
+
+
+async def _ca_detail(request: Request, ctx: ApiContext, detail: dict[str, Any]) -> None:
+    """A refusal's words from the remote CA: into the audit log and an administrator's answer."""
+    async with ctx.db.read() as session:
+        info = await session.scalar(select(Token.info).where(Token.serial == detail["serial"]))
+    text = str((info or {}).get(CA_DETAIL, ""))
+    if not text:
+        return
+    audit.note(request, info=f"CA: {text}")
+    if getattr(getattr(request.state, "identity", None), "role", "") == "admin":
+        detail[CA_DETAIL] = text
 
 
 async def _await_outcome(

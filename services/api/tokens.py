@@ -9,6 +9,7 @@ from services.api.errors import Forbidden, NotFound
 from shared.db.models import Token
 from shared.domain import RolloutState
 from shared.security import Identity
+from shared.token_events import CA_DETAIL
 
 
 async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
@@ -22,9 +23,11 @@ async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
     return token
 
 
-def token_view(token: Token) -> dict[str, Any]:
+def token_view(token: Token, *, admin: bool = False) -> dict[str, Any]:
     """A token as privacyIDEA shows it, with certificate details under ``info``."""
     info: dict[str, Any] = {"CA": token.ca, **token.info}
+    if not admin:
+        info.pop(CA_DETAIL, None)
     if token.template:
         info["template"] = token.template
     if token.certificate:

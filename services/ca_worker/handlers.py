@@ -99,7 +99,7 @@ class SignHandler:
             connector = await self._connectors.get(job.ca)
             template = await self._connectors.template(job.ca, job.template)
         except PermanentCAError as exc:
-            result = Denied(str(exc))
+            result = exc.denied()
         else:
             if refused is not None:
                 result = refused
@@ -172,7 +172,7 @@ class SignHandler:
             )
             raise RetryLater(str(exc)) from exc
         except PermanentCAError as exc:
-            return Denied(str(exc))
+            return exc.denied()
 
 
 class JobRouter:

@@ -43,7 +43,7 @@ from shared.messaging.base import Broker, Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
 from shared.pki import certificate_id, load_certificate
-from shared.token_events import token_event_data
+from shared.token_events import CA_DETAIL, token_event_data
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class _Settlement:
     status: str
     reason: str = ""
     issued: Issued | None = None
+    detail: str = ""  # the remote CA's own words (admins only)
 
 
 def settlement(result: SignResult) -> _Settlement | None:
@@ -69,7 +70,9 @@ def settlement(result: SignResult) -> _Settlement | None:
         return _Settlement(RolloutState.ENROLLED, "issued", issued=result)
     if isinstance(result, Denied):
         # A pending token only ever ends enrolled or denied (DESIGN 6), whoever said no.
-        return _Settlement(RolloutState.DENIED, "denied", reason=result.reason)
+        return _Settlement(
+            RolloutState.DENIED, "denied", reason=result.reason, detail=result.detail
+        )
     return None
 
 
@@ -118,7 +121,7 @@ class Lifecycle:
             )
             raise RetryLater(str(exc)) from exc
         except PermanentCAError as exc:
-            result = Denied(str(exc))
+            result = exc.denied()
         if isinstance(result, Pending):
             await self._hand_to_ca(request, result, connector, cid)
             return
@@ -147,7 +150,10 @@ class Lifecycle:
             result = Pending(request.remote_id)
         except PermanentCAError as exc:
             await self._settle(
-                request.id, _Settlement(RolloutState.DENIED, "denied", str(exc)), "", cid
+                request.id,
+                _Settlement(RolloutState.DENIED, "denied", str(exc), detail=exc.detail),
+                "",
+                cid,
             )
             return
         end = settlement(result)
@@ -231,6 +237,8 @@ class Lifecycle:
                 session.add(_issued_row(ca, serial, end.issued, now))
             elif end.reason:
                 info["reason"] = end.reason
+                if end.detail:
+                    info[CA_DETAIL] = end.detail
             token.rollout_state = end.state.value
             token.info = info
             token.certificate = certificate
@@ -295,7 +303,7 @@ class Lifecycle:
                 raise RetryLater(str(exc)) from exc
             except PermanentCAError as exc:
                 # Parked for an operator: a certificate must not look revoked when it is not.
-                raise Reject(f"the CA could not revoke {job.serial}: {exc}") from exc
+                raise Reject(f"the CA could not revoke {job.serial}: {exc} {exc.detail}") from exc
         revoked, rows = await self._record_retirement(job, reason, cid, delete=delete)
         try:
             if revoked and isinstance(connector, LocalConnector):

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from services.ca_worker.connectors.base import Connector, PermanentCAError, Template
 from services.ca_worker.connectors.cfssl import CfsslConnector
 from services.ca_worker.connectors.local import LocalConnector
+from shared.ca_hosts import HostPolicy
 from shared.ca_templates import DEFAULT_TEMPLATE, template_options
 from shared.cfssl_options import cfssl_options
 from shared.db.models import CAConnector, CATemplate
@@ -47,9 +48,15 @@ class ConnectorRegistry:
     """Connectors by name; a changed configuration is loaded afresh within seconds."""
 
     def __init__(
-        self, db: Database, data_dir: Path, passphrase: bytes, box: SecretBox | None = None
+        self,
+        db: Database,
+        data_dir: Path,
+        passphrase: bytes,
+        box: SecretBox | None = None,
+        hosts: HostPolicy | None = None,
     ) -> None:
         self._db = db
+        self._hosts = hosts or HostPolicy()
         self._data_dir = data_dir
         self._passphrase = passphrase
         self._box = box
@@ -139,7 +146,7 @@ class ConnectorRegistry:
                 raise PermanentCAError(
                     f"CA connector {row.name!r}: auth_key is not hexadecimal"
                 ) from None
-            return CfsslConnector(row.name, options, auth_key)
+            return CfsslConnector(row.name, options, auth_key, self._hosts)
         factory = _FACTORIES.get(row.type)
         if factory is not None:
             return factory(row, self._secrets(row))

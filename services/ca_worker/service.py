@@ -11,6 +11,7 @@ from services.ca_worker.publication import CHECK_SECONDS, Publisher
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenbook import TokenBook
 from services.ca_worker.tokenkeys import TokenKeys
+from shared.ca_hosts import HostPolicy
 from shared.config import Settings
 from shared.db.session import Database
 from shared.messaging.base import Broker, Consumer
@@ -50,7 +51,11 @@ class CAWorker:
         )
         box = SecretBox(settings.resolved_secret_key)
         self.registry = ConnectorRegistry(
-            db, settings.data_dir, settings.resolved_ca_passphrase, box
+            db,
+            settings.data_dir,
+            settings.resolved_ca_passphrase,
+            box,
+            HostPolicy(settings.ca_allowed_hosts),
         )
         # Polls of requests a CA holds wait in the broker's delay queues: the retry delays.
         delays = settings.retry_delays_ms

@@ -117,13 +117,14 @@ async def test_a_wrong_configuration_fails_with_the_cas_message(
         await add_connector(client, "nokey", url=cfssl.url, profile=AUTHED_PROFILE)
         bad = await init(client, "badkey")
         assert bad["rollout_state"] == "failed"
-        assert "invalid token" in bad["reason"]
+        # An administrator sees the CA's own words apart from certtoken's reason.
+        assert "invalid token" in bad["ca_detail"] and "invalid token" not in bad["reason"]
         nokey = await init(client, "nokey")
         assert nokey["rollout_state"] == "failed"
-        assert "authentication required" in nokey["reason"]
+        assert "authentication required" in nokey["ca_detail"]
         # The token stays, with its state and the CA's reason.
         kept = await state_of(client, bad["serial"])
-        assert kept["rollout_state"] == "failed" and "invalid token" in kept["info"]["reason"]
+        assert kept["rollout_state"] == "failed" and "invalid token" in kept["info"]["ca_detail"]
         cases = [
             ({"type": "cfssl", "url": "ftp://x"}, "url"),
             ({"type": "cfssl"}, "url"),

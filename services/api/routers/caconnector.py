@@ -13,6 +13,7 @@ from services.api.auth import Admin, Context
 from services.api.envelope import ok
 from services.api.errors import Conflict, NotFound, ParameterError
 from services.api.params import read_params
+from shared.ca_hosts import HostPolicy, redact_url
 from shared.ca_templates import DEFAULT_TEMPLATE, TEMPLATE_NAME, TemplateOptions, template_options
 from shared.cfssl_options import SECRET_OPTIONS as CFSSL_SECRETS
 from shared.cfssl_options import cfssl_options
@@ -42,6 +43,9 @@ def connector_view(connector: CAConnector) -> dict[str, Any]:
     }
     for name in _sealed_names(connector):
         data[name] = "***"
+    if isinstance(data.get("url"), str):
+        # Stored before user names and passwords in URLs were refused.
+        data["url"] = redact_url(data["url"])
     return {
         "connectorname": connector.name,
         "type": connector.type,
@@ -105,6 +109,9 @@ async def set_connector(
         options = cfssl_options(params)
     except ValueError as exc:
         raise ParameterError(str(exc)) from None
+    refused = await HostPolicy(ctx.settings.ca_allowed_hosts).save_refusal(options.url)
+    if refused:
+        raise ParameterError(f"url: {refused}")
     box = SecretBox(ctx.settings.resolved_secret_key)
     async with ctx.db.write() as session:
         row = await session.get(CAConnector, name)

@@ -61,7 +61,7 @@ async def list_tokens(
             .offset((page - 1) * pagesize)
             .limit(pagesize)
         )
-        tokens = [token_view(t) for t in rows]
+        tokens = [token_view(t, admin=caller.role == "admin") for t in rows]
     return ok({"tokens": tokens, **page_links(count, page, pagesize)})
 
 

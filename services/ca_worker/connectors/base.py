@@ -41,14 +41,23 @@ class Pending:
 class Denied:
     """The CA refused the request."""
 
-    reason: str
+    reason: str  # shown to the token's owner: certtoken's words, never the remote CA's
+    detail: str = ""  # the remote CA's own words: for administrators and the audit log only
 
 
 SignResult = Issued | Pending | Denied
 
 
 class CAError(Exception):
-    """The CA could not handle a request."""
+    """The CA could not handle a request; ``str()`` is certtoken's message, ``detail`` the CA's."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+    def denied(self) -> Denied:
+        """The refusal this error means for a token."""
+        return Denied(str(self), self.detail)
 
 
 class TemporaryCAError(CAError):

@@ -21,6 +21,7 @@ from services.ca_worker.connectors.base import (
     Template,
     TemporaryCAError,
 )
+from shared.ca_hosts import HostPolicy, HostRefused, HostUnresolved
 from shared.cfssl_options import CfsslOptions
 from shared.pki import cert_pem, load_certificate, serial_hex
 
@@ -64,16 +65,24 @@ class CfsslConnector(Connector):
 
     type: ClassVar[str] = "cfssl"
 
-    def __init__(self, name: str, options: CfsslOptions, auth_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        options: CfsslOptions,
+        auth_key: bytes | None = None,
+        hosts: HostPolicy | None = None,
+    ) -> None:
         self.name = name
         self.options = options
         self._auth_key = auth_key
+        self._hosts = hosts or HostPolicy()
         self._cacert = options.cacert
         verify: ssl.SSLContext | bool = options.tls_verify
         if options.tls_verify and options.tls_ca:
             verify = ssl.create_default_context(cadata=options.tls_ca)
+        # A redirect could lead anywhere: only the checked host is ever asked.
         self._client = httpx.AsyncClient(
-            base_url=options.url, timeout=options.timeout, verify=verify
+            timeout=options.timeout, verify=verify, follow_redirects=False
         )
 
     async def close(self) -> None:
@@ -127,7 +136,7 @@ class CfsslConnector(Connector):
         if not self._cacert:
             await self._load_cacert()
         key_ids = [_key_id(self._cacert), ""]
-        last = ""
+        last = PermanentCAError(f"CA connector {self.name!r}: the CA did not revoke")
         # Older cfssl releases record issued certificates without the authority key id.
         for key_id in dict.fromkeys(key_ids):
             body = json.dumps(
@@ -141,10 +150,10 @@ class CfsslConnector(Connector):
                 await self._call("/api/v1/cfssl/revoke", body)
                 return
             except PermanentCAError as exc:
-                last = str(exc)
-                if "not found" not in last:
+                if "not found" not in exc.detail:
                     raise
-        raise PermanentCAError(last)
+                last = exc
+        raise last
 
     def ca_certificate(self) -> str:
         """The CA certificate as configured or as the CA's ``info`` told it ("" if unknown)."""
@@ -174,9 +183,10 @@ class CfsslConnector(Connector):
 
     async def _call(self, path: str, body: bytes) -> dict[str, Any]:
         """POST *body*; TemporaryCAError when unreachable or 5xx, PermanentCAError on refusal."""
+        url, headers, extensions = await self._target(path)
         try:
             answer = await self._client.post(
-                path, content=body, headers={"content-type": "application/json"}
+                url, content=body, headers=headers, extensions=extensions
             )
         except httpx.TransportError as exc:
             raise TemporaryCAError(
@@ -187,17 +197,37 @@ class CfsslConnector(Connector):
                 f"CA connector {self.name!r}: HTTP {answer.status_code}: "
                 f"{error_message(answer.content)}"
             )
+        if 300 <= answer.status_code < 400:
+            raise PermanentCAError(
+                f"CA connector {self.name!r}: the CA answered with a redirect "
+                f"(HTTP {answer.status_code}), which is not followed",
+                detail=f"Location: {answer.headers.get('location', '')[:_MAX_ERROR]}",
+            )
         try:
             doc = answer.json()
         except ValueError:
             doc = None
         if answer.status_code >= 400 or not isinstance(doc, dict) or not doc.get("success"):
+            # The CA's own words may describe internal systems: administrators only.
             raise PermanentCAError(
-                f"CA connector {self.name!r}: the CA refused (HTTP {answer.status_code}): "
-                f"{error_message(answer.content)}"
+                f"CA connector {self.name!r}: the CA refused the request "
+                f"(HTTP {answer.status_code}); an administrator can see its answer",
+                detail=error_message(answer.content),
             )
         result = doc.get("result")
         return result if isinstance(result, dict) else {}
+
+    async def _target(self, path: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The checked address to POST *path* to; the name goes in Host and TLS SNI."""
+        try:
+            url, address = await self._hosts.check(self.options.url)
+        except HostRefused as exc:
+            raise PermanentCAError(f"CA connector {self.name!r}: url: {exc}") from None
+        except HostUnresolved as exc:
+            raise TemporaryCAError(f"CA connector {self.name!r}: {exc}") from None
+        headers = {"content-type": "application/json", "host": url.host_header}
+        extensions = {"sni_hostname": url.host} if url.address is None else {}
+        return url.at(address) + path, headers, extensions
 
 
 def _key_id(cacert: str) -> str:
