@@ -6,9 +6,10 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared.identity import DEFAULT_SANS, OWNER_EMAIL, check_san_rules
 from shared.pki import MIN_EC_BITS, MIN_RSA_BITS
 from shared.validation import validated
 
@@ -30,7 +31,6 @@ KEY_USAGES = frozenset(
 EXTENDED_KEY_USAGES = frozenset(
     {"clientAuth", "emailProtection", "codeSigning", "timeStamping", "smartcardLogon"}
 )
-SAN_TYPES = ("DNS", "email", "IP", "URI")
 
 # CSR policy: the key types and signature hashes a template may allow, and its defaults.
 CSR_KEY_TYPES = ("rsa", "ec", "ed25519", "ed448")
@@ -44,15 +44,17 @@ _DOTTED_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
 class TemplateOptions(BaseModel):
-    """What a template sets; ``allowed_sans`` None keeps every SAN of the CSR."""
+    """What a template sets: the certificate's profile, names (shared.identity) and CSR rules."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     validity_days: int = Field(default=365, gt=0, le=10950)
     key_usage: tuple[str, ...] = ("digitalSignature", "keyEncipherment")
     extended_key_usage: tuple[str, ...] = ("clientAuth",)
-    subject_components: tuple[Literal["email", "realm"], ...] = ()
-    allowed_sans: tuple[Literal["DNS", "email", "IP", "URI"], ...] | None = None
+    subject_components: tuple[Literal["email", "realm", "givenname", "surname"], ...] = ()
+    csr_subject: Literal["replace", "refuse"] = "replace"
+    admin_csr_subject: bool = False
+    sans: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_SANS))
     approval: Literal["required", "none"] = "none"
     profile: str = Field(default="", max_length=120)
     key_types: tuple[str, ...] = DEFAULT_KEY_TYPES
@@ -61,11 +63,50 @@ class TemplateOptions(BaseModel):
     signature_hashes: tuple[str, ...] = DEFAULT_SIGNATURE_HASHES
     max_csr_bytes: int = Field(default=DEFAULT_MAX_CSR_BYTES, ge=1, le=MAX_CSR_BYTES)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_allowed_sans(cls, data: object) -> object:
+        # Before value rules, ``allowed_sans`` listed SAN types; only e-mail converts safely.
+        if not isinstance(data, dict) or "allowed_sans" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("allowed_sans")
+        if legacy is None:
+            return data
+        if "sans" in data:
+            raise ValueError("give sans only (allowed_sans is its older form)")
+        kinds = _split_text(legacy) if isinstance(legacy, str) else legacy
+        if not isinstance(kinds, list | tuple):
+            raise ValueError("allowed_sans must be a list of SAN types")
+        ruleless = [k for k in kinds if k != "email"]
+        if ruleless:
+            raise ValueError(
+                f"allowed_sans: {', '.join(map(str, ruleless))} SANs need value rules; "
+                "use sans, e.g. sans=DNS:*.corp.example"
+            )
+        data["sans"] = {"email": [OWNER_EMAIL]} if kinds else {}
+        return data
+
+    @field_validator("sans", mode="before")
+    @classmethod
+    def _sans(cls, value: object) -> object:
+        # Form bodies give "TYPE:rule, TYPE:rule" (e.g. "email:owner, DNS:*.corp.example").
+        if isinstance(value, str):
+            rules: dict[str, list[str]] = {}
+            for item in _split_text(value):
+                kind, colon, rule = item.partition(":")
+                if not colon:
+                    raise ValueError(f"{item!r}: expected TYPE:rule, e.g. DNS:*.corp.example")
+                rules.setdefault(kind.strip(), []).append(rule.strip())
+            value = rules
+        if not isinstance(value, dict):
+            raise ValueError("expected an object of SAN type to value rules")
+        return check_san_rules(value)
+
     @field_validator(
         "key_usage",
         "extended_key_usage",
         "subject_components",
-        "allowed_sans",
         "key_types",
         "signature_hashes",
         mode="before",
@@ -74,7 +115,7 @@ class TemplateOptions(BaseModel):
     def _split(cls, value: object) -> object:
         # Form bodies carry lists as comma-separated text, as privacyIDEA's do.
         if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(_split_text(value))
         return value
 
     @field_validator("key_types")
@@ -133,6 +174,11 @@ class TemplateOptions(BaseModel):
                     f"{', '.join(sorted(EXTENDED_KEY_USAGES))} or a dotted OID"
                 )
         return value
+
+
+def _split_text(value: str) -> list[str]:
+    """The items of comma-separated text."""
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _distinct(values: Iterable[str]) -> tuple[str, ...]:

@@ -13,9 +13,13 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.support.cfssl import CfsslServer
     from tests.support.smtp import SmtpSink
 
 T = TypeVar("T")
+pytest_plugins = ["tests.support.fixtures", "tests.support.certlint"]
 
 
 def run_in_fresh_loop(make_coro: Callable[[], Awaitable[T]]) -> T:
@@ -121,3 +125,19 @@ def smtp_sink() -> Iterator[SmtpSink]:
 
     with running_sink() as sink:
         yield sink
+
+
+# --- cfssl ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cfssl(tmp_path: Path) -> Iterator[CfsslServer]:
+    """A real ``cfssl serve`` on 127.0.0.1 with its own CA."""
+    from tests.support.cfssl import CfsslServer
+
+    server = CfsslServer(tmp_path / "cfssl")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,11 +25,12 @@ from shared.attestation import (
 )
 from shared.batching import Batcher
 from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions, template_options
-from shared.csr_rules import csr_violation, keytype_violation
+from shared.csr_rules import keytype_violation
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database
 from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
 from shared.events import new_event
+from shared.identity import Owner, Refused, by_admin, decide
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import (
@@ -86,19 +88,18 @@ class EnrollmentStore:
         # Checks read outside the write lock, which is held only for the inserts; a serial
         # taken meanwhile still fails on the primary key (IntegrityError: drawn again).
         async with self._db.read() as session:
-            known, owners, taken = await _lookups(session, [i.request for i in intents])
+            found = await _lookups(session, [i.request for i in intents])
         results: list[OutboxMessage | Exception] = []
         tokens: list[dict[str, Any]] = []
         jobs: list[OutboxMessage] = []
         now = utcnow()
         for intent in intents:
             try:
-                _check(intent.request, known, owners, taken, intent.csr)
+                request = _check(intent.request, found, intent.csr)
             except (ParameterError, SerialTaken) as exc:
                 results.append(exc)
                 continue
-            request = intent.request
-            taken.add(request.serial)
+            found.taken.add(request.serial)
             event = new_event(
                 JOB_CSR_SIGN, SOURCE, request.serial, request.to_data(), intent.correlation_id
             )
@@ -116,9 +117,9 @@ class EnrollmentStore:
     async def store_upload(self, upload: Upload) -> OutboxMessage:
         """Store an uploaded certificate's token, enrolled; return its ``token_init`` event."""
         async with self._db.read() as session:
-            known, owners, taken = await _lookups(session, [upload.request])
+            found = await _lookups(session, [upload.request])
             held = await _holder(session, upload.certificate_id)
-        _check(upload.request, known, owners, taken)
+        _check(upload.request, found)
         if held:
             raise ParameterError(HELD)
         request = upload.request
@@ -163,15 +164,24 @@ class _Unusable:
 Known = dict[tuple[str, str], TemplateOptions | _Unusable]
 
 
-async def _lookups(
-    session: AsyncSession, requests: list[SignRequest]
-) -> tuple[Known, set[tuple[str, str]], set[str]]:
-    """Known (CA, template) options (template "" for the CA's default), owners, serials used."""
+@dataclass(frozen=True)
+class _Found:
+    """What a batch's checks read: templates, CA types, owners, serials in use."""
+
+    known: Known  # (CA, template) options; template "" for the CA's default
+    ca_types: dict[str, str]
+    owners: dict[tuple[str, str], User]
+    taken: set[str]
+
+
+async def _lookups(session: AsyncSession, requests: list[SignRequest]) -> _Found:
+    """What the checks of *requests* need, read in one session."""
     cas = {r.ca for r in requests}
-    known: Known = {
-        (name, ""): TemplateOptions()
-        for name in await session.scalars(select(CAConnector.name).where(CAConnector.name.in_(cas)))
-    }
+    connectors = await session.execute(
+        select(CAConnector.name, CAConnector.type).where(CAConnector.name.in_(cas))
+    )
+    ca_types = {name: ca_type for name, ca_type in connectors}
+    known: Known = {(name, ""): TemplateOptions() for name in ca_types}
     named = {r.template for r in requests if r.template and r.template != DEFAULT_TEMPLATE}
     if named:
         rows = await session.execute(
@@ -189,61 +199,74 @@ async def _lookups(
                     extra={"ca": ca, "template": name, "error": str(exc)},
                 )
                 known[(ca, name)] = _Unusable(str(exc))
-    rows = await session.execute(
-        select(User.username, User.realm).where(User.username.in_({r.username for r in requests}))
+    users = await session.scalars(
+        select(User).where(User.username.in_({r.username for r in requests}))
     )
-    owners = {(username, realm) for username, realm in rows}
+    owners = {(user.username, user.realm): user for user in users}
     taken = set(
         await session.scalars(
             select(Token.serial).where(Token.serial.in_([r.serial for r in requests]))
         )
     )
-    return known, owners, taken
+    return _Found(known, ca_types, owners, taken)
 
 
 def _check(
-    request: SignRequest,
-    known: Known,
-    owners: set[tuple[str, str]],
-    taken: set[str],
-    csr: x509.CertificateSigningRequest | None = None,
-) -> None:
-    """Raise on an unknown owner or reference, a broken CSR rule or a taken serial."""
+    request: SignRequest, found: _Found, csr: x509.CertificateSigningRequest | None = None
+) -> SignRequest:
+    """*request* with the subject certtoken decided; raise on anything it may not be."""
     # An uploaded certificate needs no CA (the route requires one for a CSR).
+    known = found.known
     if request.ca and (request.ca, "") not in known:
         raise ParameterError(f"ca: unknown CA connector {request.ca!r}")
     template = request.template
     if template and template != DEFAULT_TEMPLATE and (request.ca, template) not in known:
         raise ParameterError(f"template: CA connector {request.ca!r} has no template {template!r}")
-    if request.ca:
-        _check_csr_rules(request, known, csr)
     # The route resolved the realm (or took the one given): the user must be in it.
-    if (request.username, request.realm) not in owners:
+    user = found.owners.get((request.username, request.realm))
+    if user is None:
         raise ParameterError(f"user: unknown user {request.username!r} in realm {request.realm!r}")
-    if request.serial in taken:
+    if request.serial in found.taken:
         raise SerialTaken(request.serial)
+    if request.ca:
+        return _decided(request, found, user, csr)
+    return request
 
 
-def _check_csr_rules(
-    request: SignRequest, known: Known, parsed: x509.CertificateSigningRequest | None
-) -> None:
-    """Raise when the CSR or generated key breaks its template's CSR rules."""
+def _decided(
+    request: SignRequest, found: _Found, user: User, parsed: x509.CertificateSigningRequest | None
+) -> SignRequest:
+    """*request* whose CSR (or key type) its template accepts, with the decided subject."""
     named = request.template and request.template != DEFAULT_TEMPLATE
     name = request.template if named else DEFAULT_TEMPLATE
-    options = known[(request.ca, request.template if named else "")]
+    options = found.known[(request.ca, request.template if named else "")]
     if isinstance(options, _Unusable):
         raise ParameterError(f"template: {name!r} has invalid stored options: {options.reason}")
-    violation: str | None = None
-    if request.request:
-        try:
-            csr = parsed or parse_csr(request.request)
-        except CSRError as exc:
-            raise ParameterError(str(exc)) from None
-        violation = csr_violation(csr, len(request.request.encode()), name, options)
-    elif request.keygen is not None:
+    if request.keygen is not None:
         violation = keytype_violation(request.keygen.keytype, name, options)
-    if violation:
-        raise ParameterError(violation)
+        if violation:
+            raise ParameterError(violation)
+    if not request.request:  # a key the ca_worker makes, or an uploaded certificate
+        return request
+    try:
+        csr = parsed or parse_csr(request.request)
+        owner = owner_from(user, request)
+        size = len(request.request.encode())
+        decision = decide(csr, size, name, options, owner, found.ca_types[request.ca])
+    except (CSRError, Refused) as exc:
+        raise ParameterError(str(exc)) from None
+    info = {**request.info, "subject": decision.subject.rfc4514_string()}
+    if decision.sans:
+        info["subject_alt_names"] = decision.san_texts()
+    return dataclasses.replace(request, info=info)
+
+
+def owner_from(user: User, request: SignRequest) -> Owner:
+    """The owner of *request*'s token as the decision sees them."""
+    enrolled = str(request.info.get("enrolled_by", ""))
+    return Owner(
+        user.username, user.realm, user.email, user.givenname, user.surname, by_admin(enrolled)
+    )
 
 
 def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:

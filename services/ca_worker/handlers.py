@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -12,7 +13,6 @@ from services.ca_worker.connectors.base import (
     Connector,
     Denied,
     Issued,
-    Owner,
     Pending,
     PermanentCAError,
     SignResult,
@@ -29,6 +29,7 @@ from services.ca_worker.tokenkeys import FreshKey, TokenKeys
 from shared.ca_jobs import Poll
 from shared.db.models import OutboxMessage, User, utcnow
 from shared.db.session import Database
+from shared.identity import Owner, by_admin
 from shared.jobs import SignRequest
 from shared.messaging.base import Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay
@@ -43,15 +44,28 @@ def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
-async def owner_of(db: Database, template: Template, username: str, realm: str) -> Owner:
-    """The owner values *template* adds to the subject (read only when it adds any)."""
-    if "email" not in template.subject_components:
-        return Owner(realm=realm)
+async def owner_of(db: Database, username: str, realm: str, enrolled: str) -> Owner:
+    """Who a certificate is for, as the user store says now; *enrolled* is ``enrolled_by``."""
     async with db.read() as session:
-        email = await session.scalar(
-            select(User.email).where(User.username == username, User.realm == realm)
-        )
-    return Owner(email=email or "", realm=realm)
+        row = (
+            await session.execute(
+                select(User.email, User.givenname, User.surname).where(
+                    User.username == username, User.realm == realm
+                )
+            )
+        ).first()
+    email, givenname, surname = row or ("", "", "")
+    return Owner(username, realm, email, givenname, surname, by_admin(enrolled))
+
+
+def for_job(template: Template, job: SignRequest) -> Template:
+    """*template* with the subject components a genkey job's policy adds."""
+    if job.keygen is None or not job.keygen.subject_components:
+        return template
+    components = tuple(
+        dict.fromkeys((*template.subject_components, *job.keygen.subject_components))
+    )
+    return dataclasses.replace(template, subject_components=components)
 
 
 class SignHandler:
@@ -97,21 +111,22 @@ class SignHandler:
         connector: Connector | None = None
         try:
             connector = await self._connectors.get(job.ca)
-            template = await self._connectors.template(job.ca, job.template)
+            template = for_job(await self._connectors.template(job.ca, job.template), job)
         except PermanentCAError as exc:
             result = exc.denied()
         else:
+            owner = await owner_of(
+                self._db, job.username, job.realm, str(job.info.get("enrolled_by", ""))
+            )
             if refused is not None:
                 result = refused
             elif template.needs_approval:
                 # Held for a CA manager: nothing is sent to the CA until approved.
-                result = precheck(job.request, template) or Pending(new_request_id())
+                result = precheck(job.request, template, owner) or Pending(new_request_id())
                 if isinstance(result, Pending):
                     held = self._held(job, result.request_id, "approval", "")
             else:
-                # A generated CSR meets the template's rules as a submitted one must.
-                checked = precheck(job.request, template) if job.keygen is not None else None
-                result = checked or await self._sign(connector, job, template, message)
+                result = await self._sign(connector, job, template, owner, message)
                 if isinstance(result, Pending):
                     remote_id = result.request_id
                     result = Pending(new_request_id())
@@ -160,10 +175,14 @@ class SignHandler:
         }
 
     async def _sign(
-        self, connector: Connector, job: SignRequest, template: Template, message: Message
+        self,
+        connector: Connector,
+        job: SignRequest,
+        template: Template,
+        owner: Owner,
+        message: Message,
     ) -> SignResult:
         try:
-            owner = await owner_of(self._db, template, job.username, job.realm)
             return await connector.sign(job.request, template, owner)
         except TemporaryCAError as exc:
             log.warning(

@@ -111,7 +111,7 @@ class Lifecycle:
         try:
             connector = await self._registry.get(request.ca)
             template = await self._registry.template(request.ca, request.template)
-            owner = await owner_of(self._db, template, request.username, request.realm)
+            owner = await owner_of(self._db, request.username, request.realm, request.requester)
             result = await connector.sign(
                 request.csr, dataclasses.replace(template, approval="none"), owner
             )

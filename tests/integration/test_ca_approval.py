@@ -188,10 +188,16 @@ async def test_template_input_is_checked(stack: Stack) -> None:
         assert unknown.status_code == 404
         form = await client.post(
             "/caconnector/localca/templates/t2",
-            data={"approval": "none", "allowed_sans": "DNS,email"},
+            data={"approval": "none", "sans": "DNS:*.corp.example, email:owner"},
         )
         assert form.status_code == 200, form.text
-        assert form.json()["detail"]["options"]["allowed_sans"] == ["DNS", "email"]
+        sans = form.json()["detail"]["options"]["sans"]
+        assert sans == {"DNS": ["*.corp.example"], "email": ["owner"]}
+        legacy = await client.post(
+            "/caconnector/localca/templates/t3", data={"allowed_sans": "DNS,email"}
+        )
+        assert legacy.status_code == 400
+        assert "DNS SANs need value rules" in legacy.json()["result"]["error"]["message"]
         listed = (await client.get("/caconnector/localca/templates")).json()["result"]["value"]
         assert set(listed["templates"]) == {"default", "t2"}
         assert (await client.delete("/caconnector/localca/templates/t2")).status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,6 @@ from tests.integration.test_ca_approval import watch
 from tests.support.cfssl import AUTH_KEY, AUTHED_PROFILE, CfsslServer
 from tests.support.pki import make_csr, openssl_verify
 from tests.support.stack import Stack, prepare, running_stack, settings_for
-
-
-@pytest.fixture
-def cfssl(tmp_path: Path) -> Iterator[CfsslServer]:
-    server = CfsslServer(tmp_path / "cfssl")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def add_connector(client: httpx.AsyncClient, name: str, **options: Any) -> None:

@@ -186,8 +186,8 @@ async def test_a_request_the_ca_refuses_ends_failed_with_the_reason(stack: Stack
 
     token = await stack.admin_token()
     await _add_user(stack, token)
-    # Meets the template's CSR rules, but names nobody: the CA refuses it.
-    nameless = (
+    # The CSR and its names pass, but the CA cannot give an EC key this template's key usage.
+    ec_csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([]))
         .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
@@ -195,14 +195,24 @@ async def test_a_request_the_ca_refuses_ends_failed_with_the_reason(stack: Stack
         .decode()
     )
     async with stack.client(token) as client:
+        made = await client.post(
+            "/caconnector/localca/templates/rsaonly", json={"key_usage": ["keyEncipherment"]}
+        )
+        assert made.status_code == 200, made.text
         answer = await client.post(
             "/token/init",
-            json={"request": nameless, "ca": "localca", "user": "alice", "realm": "corp"},
+            json={
+                "request": ec_csr,
+                "ca": "localca",
+                "template": "rsaonly",
+                "user": "alice",
+                "realm": "corp",
+            },
         )
         detail = answer.json()["detail"]
         assert answer.status_code == 200
         assert detail["rollout_state"] == "failed"
-        assert "neither a subject nor a subjectAltName" in detail["reason"]
+        assert "an EC key cannot serve the key usages" in detail["reason"]
         listed = (await client.get("/token/", params={"serial": detail["serial"]})).json()
         info = listed["result"]["value"]["tokens"][0]["info"]
         assert info["reason"] == detail["reason"]

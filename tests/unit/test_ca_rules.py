@@ -22,6 +22,7 @@ from shared.ca_jobs import Decision, Poll, Retirement
 from shared.ca_templates import TemplateOptions, template_options
 from shared.cfssl_options import cfssl_options
 from shared.domain import RolloutState
+from shared.identity import Owner
 from shared.jobs import MalformedJob
 
 
@@ -65,35 +66,47 @@ def test_settlement_of_a_held_request() -> None:
 
 
 def test_precheck_refuses_what_any_ca_would() -> None:
-    assert precheck(csr(), Template()) is None
-    weak = precheck(csr(rsa.generate_private_key(public_exponent=65537, key_size=1024)), Template())
+    owner = Owner("alice", "corp", "alice@example.org")
+    assert precheck(csr(), Template(), owner) is None
+    weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = precheck(csr(weak_key), Template(), owner)
     assert isinstance(weak, Denied) and "1024" in weak.reason
-    garbage = precheck("not a csr", Template())
+    garbage = precheck("not a csr", Template(), owner)
     assert isinstance(garbage, Denied) and "request" in garbage.reason
-    dns_only = Template(name="t", allowed_sans=("DNS",))
-    with_email = csr(sans=[x509.RFC822Name("a@example.org")])
-    refused = precheck(with_email, dns_only)
-    assert isinstance(refused, Denied) and "email:a@example.org" in refused.reason
-    assert precheck(csr(sans=[x509.DNSName("a.example.org")]), dns_only) is None
+    dns_only = Template(name="t", sans={"DNS": ("*.example.org",)})
+    with_email = csr(sans=[x509.RFC822Name("alice@example.org")])
+    refused = precheck(with_email, dns_only, owner)
+    assert isinstance(refused, Denied) and "email:alice@example.org" in refused.reason
+    assert precheck(csr(sans=[x509.DNSName("a.example.org")]), dns_only, owner) is None
 
 
 def test_template_options_validate_and_split_form_lists() -> None:
     options = template_options({"key_usage": "digitalSignature, keyAgreement", "approval": "none"})
     assert options.key_usage == ("digitalSignature", "keyAgreement")
     template = Template.from_options("t", options)
-    assert not template.needs_approval and template.allowed_sans is None
+    assert not template.needs_approval and template.sans == {"email": ("owner",)}
     assert Template.from_options("t", TemplateOptions(approval="required")).needs_approval
     for bad, field in (
         ({"key_usage": ["cRLSign"]}, "key_usage"),
         ({"extended_key_usage": ["anyExtendedKeyUsage"]}, "extended_key_usage"),
         ({"extended_key_usage": ["1.2.x"]}, "extended_key_usage"),
         ({"allowed_sans": ["otherName"]}, "allowed_sans"),
+        ({"allowed_sans": ["DNS"]}, "need value rules"),
+        ({"sans": {"otherName": ["x"]}}, "unknown SAN type"),
+        ({"sans": {"DNS": ["*.bad_zone"]}}, "sans"),
+        ({"sans": {"IP": ["10.0.0.0/33"]}}, "CIDR"),
+        ({"sans": "DNS"}, "TYPE:rule"),
         ({"validity_days": -1}, "validity_days"),
         ({"unknown": 1}, "unknown"),
     ):
         with pytest.raises(ValueError, match=field):
             template_options(bad)
     assert template_options({"extended_key_usage": ["1.3.6.1.5.5.7.3.4"]})
+    form = template_options({"sans": "email:owner, DNS:*.corp.example, IP:10.0.0.0/8"})
+    assert form.sans == {"email": ("owner",), "DNS": ("*.corp.example",), "IP": ("10.0.0.0/8",)}
+    assert template_options({"allowed_sans": "email"}).sans == {"email": ("owner",)}
+    assert template_options({"allowed_sans": []}).sans == {}
+    assert template_options({"allowed_sans": None}).sans == {"email": ("owner",)}
 
 
 def test_jobs_round_trip_and_refuse_bad_data() -> None:

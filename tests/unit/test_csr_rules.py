@@ -17,6 +17,7 @@ from services.ca_worker.connectors.base import Denied, Template
 from services.ca_worker.precheck import precheck
 from shared.ca_templates import TemplateOptions, template_options
 from shared.csr_rules import csr_violation, keytype_violation
+from shared.identity import Owner
 from shared.pki import CSRError, parse_csr
 
 Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -229,7 +230,7 @@ def test_sha1_and_md5_signed_csrs_are_refused(key: str, algorithm: Any) -> None:
     # The OpenSSL bundled with cryptography does not verify such signatures at all.
     with pytest.raises(CSRError, match=r"^request: "):
         parse_csr(text)
-    denied = precheck(text, Template())
+    denied = precheck(text, Template(), OWNER)
     assert isinstance(denied, Denied) and denied.reason.startswith("request: ")
 
 
@@ -295,15 +296,17 @@ def test_keytype_rules(keytype: str, options: TemplateOptions, expected: str | N
 
 # The ca_worker's precheck applies the same rules.
 
+OWNER = Owner("alice", "corp")
+
 
 def test_precheck_applies_the_template_rules() -> None:
     strict = Template.from_options("strict", STRICT)
     weak = pem(build(rsa_key(2048)))
-    denied = precheck(weak, strict)
+    denied = precheck(weak, strict, OWNER)
     assert isinstance(denied, Denied)
     assert denied.reason.startswith("request: template 'strict' requires RSA keys")
     big = pem(build(ec_key("p384"), sans=200))
-    denied = precheck(big, strict)
+    denied = precheck(big, strict, OWNER)
     assert isinstance(denied, Denied) and "(max_csr_bytes)" in denied.reason
-    assert precheck(pem(build(ec_key("p384"))), strict) is None
-    assert precheck(pem(build(ec_key("p256"))), Template()) is None
+    assert precheck(pem(build(ec_key("p384"))), strict, OWNER) is None
+    assert precheck(pem(build(ec_key("p256"))), Template(), OWNER) is None

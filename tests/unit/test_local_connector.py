@@ -24,6 +24,7 @@ from services.ca_worker.connectors.local import LocalConnector
 from shared.config import Settings
 from shared.db.models import Base, CAConnector
 from shared.db.session import Database
+from shared.identity import Owner
 from shared.pki import KEY_TYPES, serial_hex
 
 PASSPHRASE = "correct horse battery staple"
@@ -78,8 +79,13 @@ def make_csr(
     return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM).decode()
 
 
-async def issue(connector: LocalConnector, csr: str, template: Template | None = None) -> Issued:
-    result = await connector.sign(csr, template or Template())
+ALICE = Owner("alice", "corp", "alice@example.org")
+
+
+async def issue(
+    connector: LocalConnector, csr: str, template: Template | None = None, owner: Owner = ALICE
+) -> Issued:
+    result = await connector.sign(csr, template or Template(), owner)
     assert isinstance(result, Issued), result
     return result
 
@@ -306,10 +312,12 @@ async def test_sign_ec_csr(env: Env, ec_key: ec.EllipticCurvePrivateKey) -> None
         x509.DNSName("alice.example.org"),
     ]
     before = datetime.now(UTC).replace(microsecond=0)
-    issued = await issue(connector, make_csr(ec_key, "CN=alice,O=Example", sans))
+    in_zone = Template(sans={"email": ("owner",), "DNS": ("*.example.org",)})
+    issued = await issue(connector, make_csr(ec_key, "CN=alice,O=Example", sans), in_zone)
     cert = x509.load_pem_x509_certificate(issued.certificate.encode())
 
-    assert cert.subject.rfc4514_string() == "CN=alice,O=Example" == issued.subject
+    # The subject is built from the owner: the CSR's O=Example is not certified.
+    assert cert.subject.rfc4514_string() == "CN=alice" == issued.subject
     assert cert.issuer == ca.subject
     assert cert.public_key() == ec_key.public_key()
     cert.verify_directly_issued_by(ca)
@@ -350,9 +358,11 @@ async def test_sign_ec_csr(env: Env, ec_key: ec.EllipticCurvePrivateKey) -> None
 
 async def test_sign_rsa_csr(env: Env, rsa_key: rsa.RSAPrivateKey) -> None:
     connector = await create_and_load(env, key_type="rsa-2048")
-    issued = await issue(connector, make_csr(rsa_key, "CN=bob,O=Example,C=DE"))
+    issued = await issue(
+        connector, make_csr(rsa_key, "CN=bob,O=Example,C=DE"), owner=Owner("bob", "corp")
+    )
     cert = x509.load_pem_x509_certificate(issued.certificate.encode())
-    assert cert.subject.rfc4514_string() == "CN=bob,O=Example,C=DE"
+    assert cert.subject.rfc4514_string() == "CN=bob"
     usage = ext(cert, x509.KeyUsage).value
     assert isinstance(usage, x509.KeyUsage)
     assert usage.digital_signature
@@ -364,7 +374,8 @@ async def test_sign_rsa_csr(env: Env, rsa_key: rsa.RSAPrivateKey) -> None:
 
 async def test_sign_ed25519_csr(env: Env) -> None:
     connector = await create_and_load(env)
-    issued = await issue(connector, make_csr(ed25519.Ed25519PrivateKey.generate(), "CN=carol"))
+    template = Template(key_types=("ed25519",))
+    issued = await issue(connector, make_csr(ed25519.Ed25519PrivateKey.generate()), template)
     cert = x509.load_pem_x509_certificate(issued.certificate.encode())
     usage = ext(cert, x509.KeyUsage).value
     assert usage == x509.KeyUsage(
@@ -432,7 +443,7 @@ async def test_not_after_is_capped_by_the_ca(env: Env, ec_key: ec.EllipticCurveP
 async def test_weak_rsa_csr_is_denied(env: Env) -> None:
     connector = await create_and_load(env)
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    result = await connector.sign(make_csr(weak), Template())
+    result = await connector.sign(make_csr(weak), Template(), ALICE)
     assert isinstance(result, Denied)
     assert "RSA key of 1024 bits is too weak" in result.reason
     assert "2048" in result.reason
@@ -441,7 +452,7 @@ async def test_weak_rsa_csr_is_denied(env: Env) -> None:
 async def test_weak_ec_curve_is_denied(env: Env) -> None:
     connector = await create_and_load(env)
     weak = ec.generate_private_key(ec.SECP224R1())
-    result = await connector.sign(make_csr(weak), Template())
+    result = await connector.sign(make_csr(weak), Template(), ALICE)
     assert isinstance(result, Denied)
     assert "secp224r1 is too weak" in result.reason
 
@@ -455,7 +466,7 @@ async def test_weak_ec_curve_is_denied(env: Env) -> None:
 )
 async def test_unparseable_csr_is_denied(env: Env, csr: str, reason: str) -> None:
     connector = await create_and_load(env)
-    assert await connector.sign(csr, Template()) == Denied(reason)
+    assert await connector.sign(csr, Template(), ALICE) == Denied(reason)
 
 
 async def test_forged_csr_is_denied(env: Env, rsa_key: rsa.RSAPrivateKey) -> None:
@@ -465,21 +476,20 @@ async def test_forged_csr_is_denied(env: Env, rsa_key: rsa.RSAPrivateKey) -> Non
     )
     der[-1] ^= 0x80
     pem = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM).decode()
-    result = await connector.sign(pem, Template())
+    result = await connector.sign(pem, Template(), ALICE)
     assert result == Denied("request: the CSR signature does not verify")
 
 
-async def test_empty_subject_needs_a_critical_san(
+async def test_an_empty_subject_is_named_after_the_owner(
     env: Env, ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     connector = await create_and_load(env)
-    denied = await connector.sign(make_csr(ec_key, subject=""), Template())
-    assert denied == Denied("request: the CSR has neither a subject nor a subjectAltName")
-
-    issued = await issue(connector, make_csr(ec_key, "", [x509.RFC822Name("dave@example.org")]))
+    issued = await issue(connector, make_csr(ec_key, subject=""))
     cert = x509.load_pem_x509_certificate(issued.certificate.encode())
-    assert len(cert.subject) == 0
-    assert ext(cert, x509.SubjectAlternativeName).critical
+    assert cert.subject.rfc4514_string() == "CN=alice"
+    san = ext(cert, x509.SubjectAlternativeName)
+    assert not san.critical
+    assert list(san.value) == [x509.RFC822Name("alice@example.org")]  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(
@@ -500,13 +510,14 @@ async def test_bad_templates_are_permanent_errors(
 ) -> None:
     connector = await create_and_load(env)
     with pytest.raises(PermanentCAError, match=message):
-        await connector.sign(make_csr(ec_key), template)
+        await connector.sign(make_csr(ec_key), template, ALICE)
 
 
 async def test_key_usages_that_do_not_fit_the_key_are_denied(
     env: Env, ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     connector = await create_and_load(env)
-    result = await connector.sign(make_csr(ec_key), Template(key_usage=("keyEncipherment",)))
+    template = Template(key_usage=("keyEncipherment",))
+    result = await connector.sign(make_csr(ec_key), template, ALICE)
     assert isinstance(result, Denied)
     assert "an EC key cannot serve the key usages" in result.reason

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
@@ -15,6 +16,7 @@ from shared.ca_templates import (
     DEFAULT_TEMPLATE,
     TemplateOptions,
 )
+from shared.identity import DEFAULT_SANS, Owner
 from shared.pki import MIN_EC_BITS, MIN_RSA_BITS
 
 
@@ -76,10 +78,13 @@ class Template:
     validity_days: int = 365
     key_usage: tuple[str, ...] = ("digitalSignature", "keyEncipherment")
     extended_key_usage: tuple[str, ...] = ("clientAuth",)
-    allowed_sans: tuple[str, ...] | None = None  # None: every SAN of the CSR
     approval: str = "none"
     profile: str = ""  # the CA's own profile name (cfssl)
-    subject_components: tuple[str, ...] = ()  # from the owner: "email", "realm"
+    # The certificate's names (shared.identity.decide), with TemplateOptions' defaults.
+    subject_components: tuple[str, ...] = ()  # from the owner: "email", "realm", ...
+    csr_subject: str = "replace"
+    admin_csr_subject: bool = False
+    sans: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_SANS))
     # CSR policy (shared.csr_rules), with TemplateOptions' defaults.
     key_types: tuple[str, ...] = DEFAULT_KEY_TYPES
     min_rsa_bits: int = MIN_RSA_BITS
@@ -95,10 +100,12 @@ class Template:
             validity_days=options.validity_days,
             key_usage=options.key_usage,
             extended_key_usage=options.extended_key_usage,
-            allowed_sans=options.allowed_sans,
             approval=options.approval,
             profile=options.profile,
             subject_components=options.subject_components,
+            csr_subject=options.csr_subject,
+            admin_csr_subject=options.admin_csr_subject,
+            sans=options.sans,
             key_types=options.key_types,
             min_rsa_bits=options.min_rsa_bits,
             min_ec_bits=options.min_ec_bits,
@@ -112,14 +119,6 @@ class Template:
         return self.approval == "required"
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The token owner's values that a template may add to the subject."""
-
-    email: str = ""
-    realm: str = ""
-
-
 class Connector(abc.ABC):
     """A configured CA connector."""
 
@@ -129,10 +128,8 @@ class Connector(abc.ABC):
     """Whether its CA may answer pending and decide later (the ca_worker then polls)."""
 
     @abc.abstractmethod
-    async def sign(
-        self, csr_pem: str, template: Template, owner: Owner | None = None
-    ) -> SignResult:
-        """Ask the CA to certify *csr_pem* according to *template*."""
+    async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
+        """Ask the CA to certify *csr_pem* for *owner* according to *template*."""
 
     async def status(self, request_id: str) -> SignResult:
         """What became of a request the CA held (Issued, Pending or Denied)."""

@@ -6,16 +6,19 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import ssl
 from typing import Any, ClassVar
 
 import httpx
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from services.ca_worker.connectors.base import (
+    CAError,
     Connector,
+    Denied,
     Issued,
-    Owner,
     PermanentCAError,
     SignResult,
     Template,
@@ -23,7 +26,8 @@ from services.ca_worker.connectors.base import (
 )
 from shared.ca_hosts import HostPolicy, HostRefused, HostUnresolved
 from shared.cfssl_options import CfsslOptions
-from shared.pki import cert_pem, load_certificate, serial_hex
+from shared.identity import Decision, Owner, Refused, decide, differences
+from shared.pki import CSRError, cert_pem, load_certificate, parse_csr, serial_hex
 
 # RFC 5280 reason names, as cfssl's revoke endpoint spells them.
 REASONS = frozenset(
@@ -40,6 +44,15 @@ REASONS = frozenset(
     }
 )
 _MAX_ERROR = 300
+# The sign request's subject "names" keys for what certtoken may put in a subject.
+_CFSSL_NAMES = {
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.LOCALITY_NAME: "L",
+}
+log = logging.getLogger(__name__)
 
 
 def auth_token(key: bytes, request: bytes) -> str:
@@ -89,17 +102,20 @@ class CfsslConnector(Connector):
         """Close the HTTP connections."""
         await self._client.aclose()
 
-    async def sign(
-        self, csr_pem: str, template: Template, owner: Owner | None = None
-    ) -> SignResult:
-        """Submit *csr_pem*; cfssl issues at once or refuses."""
+    async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
+        """Submit *csr_pem* with the subject and hosts certtoken decided; cfssl issues or not."""
+        try:
+            csr = parse_csr(csr_pem)
+            decision = decide(csr, len(csr_pem.encode()), template.name, template, owner, self.type)
+        except (CSRError, Refused) as exc:
+            return Denied(str(exc))
         request: dict[str, Any] = {
             "certificate_request": csr_pem,
             "profile": template.profile or self.options.profile,
+            "subject": self._subject(decision, template),
+            # Always a list: cfssl keeps the CSR's own SANs when hosts is missing.
+            "hosts": [str(name.value) for name in decision.sans],
         }
-        names = self._subject_names(template, owner or Owner())
-        if names:
-            request["subject"] = {"names": [names]}
         raw = json.dumps(request, separators=(",", ":")).encode()
         if self._auth_key is not None:
             path = "/api/v1/cfssl/authsign"
@@ -118,6 +134,9 @@ class CfsslConnector(Connector):
             raise PermanentCAError(
                 f"CA connector {self.name!r}: the CA answered without a certificate"
             ) from None
+        surplus = differences(cert, csr, decision)
+        if surplus:
+            return await self._refuse_issued(cert, surplus)
         if not self._cacert:
             await self._load_cacert()
         return Issued(
@@ -127,6 +146,23 @@ class CfsslConnector(Connector):
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             chain=(self._cacert,) if self._cacert else (),
+        )
+
+    async def _refuse_issued(self, cert: x509.Certificate, surplus: str) -> Denied:
+        """A certificate that says more than certtoken decided is not handed out (and revoked)."""
+        serial = serial_hex(cert.serial_number)
+        log.error(
+            "CA issued a certificate beyond the decision",
+            extra={"ca": self.name, "serial_number": serial, "difference": surplus},
+        )
+        if self.options.revoke:
+            try:
+                await self.revoke(serial, "cessationOfOperation")
+            except CAError as exc:
+                log.error("could not revoke it", extra={"ca": self.name, "error": str(exc)})
+        return Denied(
+            f"CA connector {self.name!r}: the CA issued a certificate with {surplus}, "
+            "not what certtoken decided; it was not accepted"
         )
 
     async def revoke(self, serial_number: str, reason: str) -> None:
@@ -170,16 +206,24 @@ class CfsslConnector(Connector):
                 f"CA connector {self.name!r}: info answered without a CA certificate"
             ) from None
 
-    def _subject_names(self, template: Template, owner: Owner) -> dict[str, str]:
+    def _subject(self, decision: Decision, template: Template) -> dict[str, Any]:
+        """The decided subject in cfssl's sign-request form (CN and names)."""
         names: dict[str, str] = {}
-        for component in template.subject_components:
-            if component == "realm" and owner.realm:
-                names["OU"] = owner.realm
-            elif component == "email":
+        for attribute in decision.subject:
+            if attribute.oid == NameOID.COMMON_NAME:
+                continue
+            label = _CFSSL_NAMES.get(attribute.oid)
+            if label is None:
                 raise PermanentCAError(
-                    f"template {template.name!r}: cfssl cannot add an e-mail address to the subject"
+                    f"template {template.name!r}: cfssl cannot put "
+                    f"{attribute.rfc4514_string().partition('=')[0]} in the subject"
                 )
-        return names
+            names[label] = str(attribute.value)
+        common = decision.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        subject: dict[str, Any] = {"CN": str(common[0].value) if common else ""}
+        if names:
+            subject["names"] = [names]
+        return subject
 
     async def _call(self, path: str, body: bytes) -> dict[str, Any]:
         """POST *body*; TemporaryCAError when unreachable or 5xx, PermanentCAError on refusal."""

@@ -19,22 +19,20 @@ from services.ca_worker.connectors.base import (
     Connector,
     Denied,
     Issued,
-    Owner,
     PermanentCAError,
     SignResult,
     Template,
 )
+from shared.identity import Decision, Owner, Refused, decide
 from shared.pki import (
     CSRError,
     PrivateKey,
     cert_pem,
-    general_name_text,
     key_info,
     load_certificate,
     parse_csr,
     serial_hex,
     signature_hash_for,
-    weak_key_reason,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -66,10 +64,6 @@ _EXTENDED_KEY_USAGES = {
 _FORBIDDEN_EKUS = frozenset(
     {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
 )
-
-
-class _Refused(Exception):
-    """The CA refuses this request; becomes :class:`Denied`."""
 
 
 class LocalConnector(Connector):
@@ -109,11 +103,9 @@ class LocalConnector(Connector):
             raise PermanentCAError(f"CA connector {name!r}: cacert is not a CA certificate")
         return cls(name, key, cert)
 
-    async def sign(
-        self, csr_pem: str, template: Template, owner: Owner | None = None
-    ) -> SignResult:
+    async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         """Certify *csr_pem*; the work runs in a thread so the event loop stays free."""
-        return await asyncio.to_thread(self._sign, csr_pem, template, owner or Owner())
+        return await asyncio.to_thread(self._sign, csr_pem, template, owner)
 
     async def revoke(self, serial_number: str, reason: str) -> None:
         """Nothing to ask: a local CA's revocations are its database rows and its CRL."""
@@ -182,42 +174,26 @@ class LocalConnector(Connector):
         if template.validity_days <= 0:
             raise PermanentCAError(f"template {template.name!r}: validity_days must be positive")
         try:
-            return self._issue(csr_pem, template, extended_key_usage, owner)
-        except _Refused as exc:
+            csr = parse_csr(csr_pem)
+            decision = decide(csr, len(csr_pem.encode()), template.name, template, owner)
+            key_usage = _key_usage(template, csr.public_key())
+        except (CSRError, Refused) as exc:
             return Denied(str(exc))
+        return self._issue(csr.public_key(), decision, template, key_usage, extended_key_usage)
 
     def _issue(
         self,
-        csr_pem: str,
+        public_key: CertificatePublicKeyTypes,
+        decision: Decision,
         template: Template,
+        key_usage: x509.KeyUsage | None,
         extended_key_usage: x509.ExtendedKeyUsage | None,
-        owner: Owner,
     ) -> Issued:
-        """Build and sign the certificate; raise _Refused when the request is unacceptable."""
-        try:
-            csr = parse_csr(csr_pem)
-        except CSRError as exc:
-            raise _Refused(str(exc)) from None
-        public_key = csr.public_key()
-        weakness = weak_key_reason(public_key)
-        if weakness:
-            raise _Refused(f"request: {weakness}")
-        try:
-            san: x509.SubjectAlternativeName | None = csr.extensions.get_extension_for_class(
-                x509.SubjectAlternativeName
-            ).value
-        except x509.ExtensionNotFound:
-            san = None
-        if san is not None:
-            _check_sans(template, san)
-        subject = _subject(csr.subject, template, owner)
-        if not subject and san is None:
-            raise _Refused("request: the CSR has neither a subject nor a subjectAltName")
+        """Build and sign the certificate certtoken decided on."""
         not_before, not_after = self._validity(template.validity_days)
-
         builder = (
             x509.CertificateBuilder()
-            .subject_name(subject)
+            .subject_name(decision.subject)
             .issuer_name(self._cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
@@ -227,14 +203,13 @@ class LocalConnector(Connector):
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(self._aki, critical=False)
         )
-        key_usage = _key_usage(template, public_key)
         if key_usage is not None:
             builder = builder.add_extension(key_usage, critical=True)
         if extended_key_usage is not None:
             builder = builder.add_extension(extended_key_usage, critical=False)
+        san = decision.san_extension
         if san is not None:
-            # RFC 5280 4.2.1.6: with an empty subject the SAN must be critical.
-            builder = builder.add_extension(san, critical=not subject)
+            builder = builder.add_extension(san, critical=False)
         cert = builder.sign(self._key, self._hash)
         return Issued(
             certificate=cert_pem(cert),
@@ -338,7 +313,7 @@ def _key_usage(template: Template, key: CertificatePublicKeyTypes) -> x509.KeyUs
         if usage in fitting:
             flags[_KEY_USAGES[usage]] = True
     if not any(flags.values()):
-        raise _Refused(
+        raise Refused(
             f"request: an {key_type.upper()} key cannot serve the key usages of template "
             f"{template.name!r} ({', '.join(template.key_usage)})"
         )
@@ -377,40 +352,3 @@ def _extended_key_usage(template: Template) -> x509.ExtendedKeyUsage | None:
         if oid not in oids:
             oids.append(oid)
     return x509.ExtendedKeyUsage(oids) if oids else None
-
-
-def _check_sans(template: Template, san: x509.SubjectAlternativeName) -> None:
-    """Refuse SANs of a type the template does not allow."""
-    if template.allowed_sans is None:
-        return
-    for name in san:
-        text = general_name_text(name)
-        if text.split(":", 1)[0] not in template.allowed_sans:
-            allowed = ", ".join(template.allowed_sans) or "none"
-            raise _Refused(
-                f"request: subjectAltName {text} is not allowed by template "
-                f"{template.name!r} (allowed: {allowed})"
-            )
-
-
-def _subject(subject: x509.Name, template: Template, owner: Owner) -> x509.Name:
-    """The CSR's subject plus the owner's components the template asks for."""
-    extra: list[x509.NameAttribute[str]] = []
-    for component in template.subject_components:
-        if component == "email":
-            if not owner.email:
-                raise _Refused(
-                    f"request: template {template.name!r} adds the owner's e-mail address, "
-                    "but the owner has none"
-                )
-            extra.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, owner.email))
-        elif component == "realm" and owner.realm:
-            extra.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, owner.realm))
-    if not extra:
-        return subject
-    present = {(a.oid, a.value) for a in subject}
-    rdns = list(subject.rdns)
-    rdns.extend(
-        x509.RelativeDistinguishedName([a]) for a in extra if (a.oid, a.value) not in present
-    )
-    return x509.Name(rdns)

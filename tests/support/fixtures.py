@@ -1,4 +1,4 @@
-"""Fixtures: a running system on the in-process broker and on real RabbitMQ."""
+"""Fixtures of a running system (in-process broker and real RabbitMQ), for every test folder."""
 
 from __future__ import annotations
 

@@ -1,0 +1,484 @@
+"""What a certificate says: its subject and SANs, decided from the token owner and the template.
+
+A CSR is evidence of a key, not of a name. :func:`decide` is the one place that turns a CSR,
+its owner and its template into what may be certified; the api (before anything is stored),
+the ca_worker's precheck and every connector call it, so all give the same answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from shared.csr_rules import CSRPolicy, csr_violation
+from shared.pki import general_name_text, weak_key_reason
+
+SUBJECT_COMPONENTS = ("email", "realm", "givenname", "surname")
+SAN_TYPES = ("DNS", "email", "IP", "URI")
+OWNER_EMAIL = "owner"
+"""The ``email`` SAN rule that allows the owner's own address (and adds it)."""
+DEFAULT_SANS: Mapping[str, tuple[str, ...]] = {"email": (OWNER_EMAIL,)}
+CSR_SUBJECT_MODES = ("replace", "refuse")
+# Attributes a CA type copies from the CSR's subject wherever the subject it is sent lacks them
+# (cfssl fills C, ST, L, O, OU, serialNumber, ... from the CSR): such a CSR is refused.
+CA_KEEPS_FROM_CSR: Mapping[str, frozenset[ObjectIdentifier]] = {
+    "cfssl": frozenset(
+        {
+            NameOID.COUNTRY_NAME,
+            NameOID.STATE_OR_PROVINCE_NAME,
+            NameOID.LOCALITY_NAME,
+            NameOID.ORGANIZATION_NAME,
+            NameOID.ORGANIZATIONAL_UNIT_NAME,
+            NameOID.SERIAL_NUMBER,
+            NameOID.POSTAL_CODE,
+            NameOID.STREET_ADDRESS,
+        }
+    )
+}
+
+_ADMIN_PREFIX = "admin:"
+_COMPONENT_OIDS = {
+    "email": NameOID.EMAIL_ADDRESS,
+    "realm": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "givenname": NameOID.GIVEN_NAME,
+    "surname": NameOID.SURNAME,
+}
+# RFC 5280 appendix A upper bounds (characters) of the attributes certtoken writes or keeps.
+_UPPER_BOUNDS = {
+    NameOID.COMMON_NAME: 64,
+    NameOID.ORGANIZATION_NAME: 64,
+    NameOID.ORGANIZATIONAL_UNIT_NAME: 64,
+    NameOID.LOCALITY_NAME: 128,
+    NameOID.STATE_OR_PROVINCE_NAME: 128,
+    NameOID.COUNTRY_NAME: 2,
+    NameOID.EMAIL_ADDRESS: 255,
+    NameOID.SERIAL_NUMBER: 64,
+    NameOID.TITLE: 64,
+    NameOID.GIVEN_NAME: 32768,
+    NameOID.SURNAME: 32768,
+}
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
+_SAN_KINDS: dict[type[x509.GeneralName], str] = {
+    x509.DNSName: "DNS",
+    x509.RFC822Name: "email",
+    x509.IPAddress: "IP",
+    x509.UniformResourceIdentifier: "URI",
+}
+
+
+class Refused(ValueError):
+    """A CSR that may not become a certificate for this owner; the text names the field."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who a certificate is for, as certtoken knows them."""
+
+    username: str
+    realm: str = ""
+    email: str = ""
+    givenname: str = ""
+    surname: str = ""
+    by_admin: bool = False
+    """Whether an administrator made the enrollment (some templates trust their CSR subject)."""
+
+
+class IdentityRules(CSRPolicy, Protocol):
+    """The parts of a template that decide a certificate's names."""
+
+    @property
+    def csr_subject(self) -> str:
+        """``replace``: the CSR's subject is ignored; ``refuse``: one naming others is refused."""
+        ...
+
+    @property
+    def admin_csr_subject(self) -> bool:
+        """Whether an admin's enrollment keeps the CSR's subject as it is."""
+        ...
+
+    @property
+    def subject_components(self) -> tuple[str, ...]:
+        """Owner attributes the subject carries besides CN = login."""
+        ...
+
+    @property
+    def sans(self) -> Mapping[str, tuple[str, ...]]:
+        """Allowed SAN types, each with the value rules a SAN of that type must match."""
+        ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What certtoken certifies for one CSR: the names, the CSR's key."""
+
+    subject: x509.Name
+    sans: tuple[x509.GeneralName, ...]
+
+    @property
+    def san_extension(self) -> x509.SubjectAlternativeName | None:
+        """The subjectAltName extension, or None when there are no SANs."""
+        return x509.SubjectAlternativeName(self.sans) if self.sans else None
+
+    def san_texts(self) -> list[str]:
+        """The SANs as text, OpenSSL style."""
+        return [general_name_text(name) for name in self.sans]
+
+
+def enrolled_by(role: str, username: str) -> str:
+    """Who enrolled a token, as its info records it: ``role:name``."""
+    return f"{role}:{username}"
+
+
+def by_admin(enrolled: str) -> bool:
+    """Whether an ``enrolled_by`` value names an administrator."""
+    return enrolled.startswith(_ADMIN_PREFIX)
+
+
+def decide(
+    csr: x509.CertificateSigningRequest,
+    size: int,
+    template: str,
+    rules: IdentityRules,
+    owner: Owner,
+    ca_type: str = "local",
+) -> Decision:
+    """What *csr* (*size* bytes as sent) may become for *owner* under template *template*."""
+    weakness = weak_key_reason(csr.public_key())
+    if weakness:
+        raise Refused(f"request: {weakness}")
+    violation = csr_violation(csr, size, template, rules)
+    if violation:
+        raise Refused(violation)
+    for attribute in csr.subject:
+        _check_text_attribute(attribute, "request: the CSR's subject")
+    built = owner_subject(owner, template, rules)
+    if owner.by_admin and rules.admin_csr_subject and len(csr.subject):
+        for attribute in csr.subject:
+            _check_attribute(attribute, "request: the CSR's subject")
+        subject = csr.subject
+    else:
+        if rules.csr_subject == "refuse":
+            _refuse_foreign_subject(csr.subject, built, template)
+        subject = built
+    _refuse_kept_attributes(csr.subject, subject, ca_type)
+    return Decision(subject, _sans(csr, template, rules, owner))
+
+
+def owner_subject(owner: Owner, template: str, rules: IdentityRules) -> x509.Name:
+    """The subject certtoken builds: CN = login, then the components the template names."""
+    if not owner.username:
+        raise Refused("user: the token has no owner to name in the certificate")
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, owner.username)]
+    for component in dict.fromkeys(rules.subject_components):
+        value = _component_value(owner, component, template)
+        if value:
+            attributes.append(x509.NameAttribute(_COMPONENT_OIDS[component], value))
+    for attribute in attributes:
+        _check_attribute(attribute, "user: the owner's")
+    return x509.Name([x509.RelativeDistinguishedName([a]) for a in attributes])
+
+
+def differences(
+    cert: x509.Certificate, csr: x509.CertificateSigningRequest, decided: Decision
+) -> str:
+    """What a certificate a CA returned says beyond *decided* ("" when it says just that)."""
+    problems = []
+    if cert.public_key() != csr.public_key():
+        problems.append("a different public key")
+    if cert.subject != decided.subject:
+        problems.append(f"subject {cert.subject.rfc4514_string()!r}")
+    try:
+        sans = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        sans = []
+    if set(map(general_name_text, sans)) != set(decided.san_texts()):
+        problems.append(f"subjectAltName {', '.join(map(general_name_text, sans)) or 'none'}")
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            problems.append("a CA flag")
+    except x509.ExtensionNotFound:
+        pass
+    return "; ".join(problems)
+
+
+def check_san_rules(sans: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """Validated SAN rules (type to value rules); ValueError naming the bad rule."""
+    checked: dict[str, tuple[str, ...]] = {}
+    for kind, values in sans.items():
+        if kind not in SAN_TYPES:
+            raise ValueError(f"unknown SAN type {kind!r}; known: {', '.join(SAN_TYPES)}")
+        if isinstance(values, str):
+            raise ValueError(f"{kind}: give a list of value rules")
+        rules = tuple(dict.fromkeys(str(v).strip() for v in values))
+        for rule in rules:
+            problem = _rule_problem(kind, rule)
+            if problem:
+                raise ValueError(f"{kind} rule {_cut(rule)!r}: {problem}")
+        checked[kind] = rules
+    return checked
+
+
+def describe_san_rules(sans: Mapping[str, Sequence[str]]) -> str:
+    """The SAN rules in words, for refusals."""
+    if not sans:
+        return "none"
+    parts = []
+    for kind, rules in sans.items():
+        words = ["the owner's address" if r == OWNER_EMAIL else r for r in rules]
+        parts.append(f"{kind}: {', '.join(words) or 'none'}")
+    return "; ".join(parts)
+
+
+# --- the subject ---------------------------------------------------------------------------
+
+
+def _component_value(owner: Owner, component: str, template: str) -> str:
+    if component == "email":
+        if not owner.email:
+            raise Refused(
+                f"user: template {template!r} puts the owner's e-mail address in the subject, "
+                f"but user {owner.username!r} has none"
+            )
+        _check_email(owner.email, "user: the owner's e-mail address")
+        return owner.email
+    if component == "realm":
+        return owner.realm
+    if component == "givenname":
+        return owner.givenname
+    if component == "surname":
+        return owner.surname
+    raise Refused(f"template: {template!r} names an unknown subject component {component!r}")
+
+
+def _refuse_foreign_subject(requested: x509.Name, built: x509.Name, template: str) -> None:
+    """Refuse a CSR subject with any attribute the owner's subject does not have."""
+    own = {(a.oid, a.value) for a in built}
+    foreign = [a for a in requested if (a.oid, a.value) not in own]
+    if foreign:
+        names = x509.Name([x509.RelativeDistinguishedName([a]) for a in foreign])
+        raise Refused(
+            f"request: the CSR's subject names {_cut(names.rfc4514_string())!r}; template "
+            f"{template!r} builds the subject from the token owner ({built.rfc4514_string()}) "
+            "and refuses any other (csr_subject=refuse); send a CSR with an empty subject"
+        )
+
+
+def _refuse_kept_attributes(requested: x509.Name, subject: x509.Name, ca_type: str) -> None:
+    """Refuse CSR attributes that a CA of *ca_type* would copy into *subject*."""
+    keeps = CA_KEEPS_FROM_CSR.get(ca_type, frozenset())
+    present = {a.oid for a in subject}
+    kept = [a.rfc4514_string() for a in requested if a.oid in keeps and a.oid not in present]
+    if kept:
+        raise Refused(
+            f"request: the CSR's subject carries {_cut(', '.join(kept))}, which a {ca_type} CA "
+            "copies into the certificate; send a CSR without them (CN alone, or empty)"
+        )
+
+
+def _check_text_attribute(attribute: x509.NameAttribute[str | bytes], where: str) -> str:
+    """The attribute's text; Refused for a binary value or control characters."""
+    value = attribute.value
+    label = _label(attribute)
+    if not isinstance(value, str):
+        raise Refused(f"{where}: {label} is not a text value")
+    _check_text(value, f"{where} {label}")
+    return value
+
+
+def _check_attribute(attribute: x509.NameAttribute[str | bytes], where: str) -> None:
+    """Refuse an attribute a certificate cannot carry: control characters, over its bound."""
+    value = _check_text_attribute(attribute, where)
+    label = _label(attribute)
+    bound = _UPPER_BOUNDS.get(attribute.oid)
+    if bound is not None and len(value) > bound:
+        raise Refused(f"{where}: {label} has {len(value)} characters; at most {bound} are allowed")
+    if attribute.oid == NameOID.COUNTRY_NAME and not re.fullmatch(r"[A-Z]{2}", value):
+        raise Refused(f"{where}: C must be a two-letter country code")
+    if attribute.oid == NameOID.EMAIL_ADDRESS:
+        _check_email(value, f"{where} emailAddress")
+
+
+def _label(attribute: x509.NameAttribute[str | bytes]) -> str:
+    """The attribute's short name (CN, O, emailAddress, ...) or dotted OID."""
+    return attribute.rfc4514_string().partition("=")[0]
+
+
+# --- the subject alternative names ------------------------------------------------------------
+
+
+def _sans(
+    csr: x509.CertificateSigningRequest, template: str, rules: IdentityRules, owner: Owner
+) -> tuple[x509.GeneralName, ...]:
+    """The CSR's SANs when the template allows each, plus the owner's address where allowed."""
+    try:
+        requested = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        requested = []
+    allowed = rules.sans
+    chosen: list[x509.GeneralName] = []
+    if OWNER_EMAIL in allowed.get("email", ()) and owner.email:
+        _check_email(owner.email, "user: the owner's e-mail address")
+        chosen.append(x509.RFC822Name(owner.email))
+    for name in requested:
+        kind = _SAN_KINDS.get(type(name))
+        text = _cut(general_name_text(name))
+        if kind is None or kind not in allowed:
+            raise Refused(_not_allowed(text, template, rules))
+        problem = _value_problem(kind, name)
+        if problem:
+            raise Refused(f"request: subjectAltName {text!r} is not a valid {kind} name: {problem}")
+        if not any(_matches(kind, name, rule, owner) for rule in allowed[kind]):
+            raise Refused(_not_allowed(text, template, rules))
+        name = _canonical(name, owner)
+        if name not in chosen:
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def _canonical(name: x509.GeneralName, owner: Owner) -> x509.GeneralName:
+    """DNS names in lower case; the owner's address as the user store spells it."""
+    if isinstance(name, x509.DNSName):
+        return x509.DNSName(name.value.lower())
+    if isinstance(name, x509.RFC822Name) and name.value.lower() == owner.email.lower():
+        return x509.RFC822Name(owner.email)
+    return name
+
+
+def _not_allowed(text: str, template: str, rules: IdentityRules) -> str:
+    return (
+        f"request: subjectAltName {text} is not allowed by template {template!r} "
+        f"(allowed: {describe_san_rules(rules.sans)})"
+    )
+
+
+def _value_problem(kind: str, name: x509.GeneralName) -> str | None:
+    """Why a SAN's value is not valid for its type, or None."""
+    value = name.value
+    if kind == "IP":
+        return (
+            None
+            if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address)
+            else ("a network is not an address")
+        )
+    assert isinstance(value, str)
+    try:
+        _check_text(value, kind)
+    except Refused as exc:
+        return str(exc).partition(": ")[2] or str(exc)
+    if kind == "DNS":
+        # A user certificate names hosts, never every host of a zone.
+        return "wildcards are not certified" if "*" in value else _dns_problem(value)
+    if kind == "email":
+        return _email_problem(value)
+    return _uri_problem(value)
+
+
+def _matches(kind: str, name: x509.GeneralName, rule: str, owner: Owner) -> bool:
+    value = name.value
+    if kind == "IP":
+        return value in ipaddress.ip_network(rule, strict=False)
+    assert isinstance(value, str)
+    if kind == "email":
+        if rule == OWNER_EMAIL:
+            return bool(owner.email) and value.lower() == owner.email.lower()
+        return value.lower().endswith("@" + rule.removeprefix("*@").lower())
+    if kind == "DNS":
+        host, pattern = value.lower(), rule.lower()
+        # "*.zone" allows names under the zone (any depth), not the zone itself.
+        return host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+    if rule.endswith("*"):
+        return value.startswith(rule[:-1])
+    return value == rule
+
+
+def _rule_problem(kind: str, rule: str) -> str | None:
+    """Why a template's SAN value rule is unusable, or None."""
+    if not rule:
+        return "empty"
+    if kind == "email":
+        if rule == OWNER_EMAIL:
+            return None
+        domain = rule.removeprefix("*@")
+        if domain == rule:
+            return f"use {OWNER_EMAIL!r} or '*@<domain>'"
+        return _dns_problem(domain)
+    if kind == "DNS":
+        return _dns_problem(rule.removeprefix("*."))
+    if kind == "IP":
+        try:
+            ipaddress.ip_network(rule, strict=False)
+        except ValueError:
+            return "not an IP address or network (CIDR)"
+        return None
+    base = rule.removesuffix("*")
+    return _uri_problem(base if "://" in base else base + "://x")
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def _check_text(value: str, where: str) -> None:
+    """Refuse control, format and other invisible characters (CR, LF, NUL, bidi overrides)."""
+    for char in value:
+        if unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp"):
+            raise Refused(f"{where}: contains the control character U+{ord(char):04X}")
+    if not value.strip():
+        raise Refused(f"{where}: is empty")
+
+
+def _check_email(value: str, where: str) -> None:
+    _check_text(value, where)
+    problem = _email_problem(value)
+    if problem:
+        raise Refused(f"{where} {_cut(value)!r} is not a valid e-mail address: {problem}")
+
+
+def _email_problem(value: str) -> str | None:
+    local, at, domain = value.rpartition("@")
+    if not at or not _EMAIL_LOCAL.match(local):
+        return "expected local-part@domain in ASCII"
+    return _dns_problem(domain)
+
+
+def _dns_problem(value: str) -> str | None:
+    if not value.isascii():
+        return "not ASCII (use the A-label form, xn--)"
+    if len(value) > 253:
+        return "longer than 253 characters"
+    labels = value.lower().split(".")
+    if len(labels) < 2 and value != "localhost":
+        return "not a fully qualified name"
+    for label in labels:
+        if not _LABEL.match(label):
+            return f"label {_cut(label)!r} is not letters, digits and inner hyphens (1-63)"
+    return None
+
+
+def _uri_problem(value: str) -> str | None:
+    if not value.isascii() or any(c.isspace() for c in value):
+        return "a URI is ASCII without spaces"
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        return str(exc)
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme or ""):
+        return "no scheme"
+    if parts.scheme in ("http", "https", "ldap", "ldaps") and not parts.hostname:
+        return "no host"
+    if parts.username or parts.password:
+        return "user information is not allowed"
+    return None
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    """*text* shortened for messages."""
+    return text if len(text) <= limit else text[:limit] + "…"
