@@ -4,7 +4,8 @@ A user's wrong passwords are counted in the database (so the count holds across 
 processes and restarts). Each attempt reserves one of ``max_failures`` tries before its
 password is checked, so parallel guesses cannot exceed the budget; a success clears the
 count. When the tries are used up the login is locked for ``window`` seconds, during which
-even the right password is refused; then the count starts again from zero.
+even the right password is refused; then the count starts again from zero. Administrators
+are counted the same way, under the realm key :data:`ADMIN_REALM`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.db.models import LoginFailure, utcnow
 from shared.db.session import Database
+
+# The realm key of administrators' counts: user realms start with a letter or digit
+# (services.api.schemas.REALM), so no user's count can ever share an administrator's row.
+ADMIN_REALM = "#admin"
 
 
 def split_login(username: str, realm: str | None) -> tuple[str, str] | None:

@@ -20,7 +20,7 @@ from services.api.auth import Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import AuthError
-from services.api.login import LoginThrottle, split_login
+from services.api.login import ADMIN_REALM, LoginThrottle, split_login
 from services.api.params import body_doc, parse
 from services.api.schemas import AuthRequest
 from shared.db.models import Admin, User
@@ -43,9 +43,7 @@ async def authenticate(request: Request, ctx: Context) -> JSONResponse:
             admin = await session.scalar(select(Admin).where(Admin.name == creds.username))
     if admin is not None:
         note(request, user=admin.name)
-        if not await _verify(creds.password, admin.password_hash):
-            raise AuthError(_WRONG)
-        identity = Identity(username=admin.name, role="admin")
+        identity = await _admin_login(request, ctx, admin, creds.password)
     else:
         identity = await _user_login(request, ctx, creds.username, creds.password, creds.realm)
     request.state.identity = identity
@@ -60,6 +58,20 @@ async def authenticate(request: Request, ctx: Context) -> JSONResponse:
             "realm": identity.realm,
         }
     )
+
+
+async def _admin_login(request: Request, ctx: ApiContext, admin: Admin, password: str) -> Identity:
+    """An administrator, when the password is right and the login not locked (as for users)."""
+    throttle = _throttle(ctx)
+    if not await throttle.begin(ADMIN_REALM, admin.name):
+        await _verify(password, None)
+        note(request, info="login locked after repeated wrong passwords")
+        raise AuthError(_WRONG)
+    if not await _verify(password, admin.password_hash):
+        await throttle.failed(ADMIN_REALM, admin.name)
+        raise AuthError(_WRONG)
+    await throttle.succeeded(ADMIN_REALM, admin.name)
+    return Identity(username=admin.name, role="admin")
 
 
 async def _user_login(
@@ -81,9 +93,7 @@ async def _user_login(
         if user is not None:
             note(request, info="user has no password")
         raise AuthError(_WRONG)
-    throttle = LoginThrottle(
-        ctx.db, ctx.settings.login_max_failures, ctx.settings.login_lockout_seconds
-    )
+    throttle = _throttle(ctx)
     if not await throttle.begin(user_realm, name):
         # The same answer as a wrong password: a lock must not tell that the user exists.
         await _verify(password, None)
@@ -96,6 +106,12 @@ async def _user_login(
     # privacyIDEA's superuser realms: their users are administrators who keep their realm.
     role = "admin" if user_realm in ctx.settings.superuser_realms else "user"
     return Identity(username=name, role=role, realm=user_realm)
+
+
+def _throttle(ctx: ApiContext) -> LoginThrottle:
+    return LoginThrottle(
+        ctx.db, ctx.settings.login_max_failures, ctx.settings.login_lockout_seconds
+    )
 
 
 async def _verify(password: str, stored: str | None) -> bool:
