@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from services import __version__
 from services.api.audit import AuditLog, AuditMiddleware
@@ -34,12 +35,16 @@ from services.api.routers import (
 from services.api.waiter import OutcomeWaiter
 from shared.config import Settings
 from shared.db.session import Database
+from shared.echo import cut
 from shared.health import health_routes, readiness_check
 from shared.messaging.base import Broker
 from shared.messaging.outbox import OutboxRelay
 from shared.messaging.topology import EVENTS_EXCHANGE
 
 log = logging.getLogger(__name__)
+
+# nginx's "client closed request": the caller left before its request was read; no server fault.
+CLIENT_CLOSED = 499
 
 
 def create_app(
@@ -129,8 +134,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         parts = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
-            parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}")
+            parts.append(f"{cut('.'.join(loc), 60) or 'request'}: {err.get('msg', 'invalid')}")
         return error(400, 905, "; ".join(parts))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_closed(_: Request, __: ClientDisconnect) -> JSONResponse:
+        # Nobody reads this answer; its status is what the access log and the audit record.
+        return error(CLIENT_CLOSED, CLIENT_CLOSED, "client closed the connection mid-request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -8,8 +8,11 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from services import __version__
+from shared.echo import cut
 
 VERSION = f"certtoken {__version__}"
+# The last bound on an error message, whatever it quotes: each echo is cut shorter already.
+MESSAGE_MAX = 1000
 
 
 def envelope(result: dict[str, Any], detail: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -31,5 +34,6 @@ def ok(value: Any, detail: dict[str, Any] | None = None, status_code: int = 200)
 
 def error(status_code: int, code: int, message: str) -> JSONResponse:
     """A failed answer with an error code and a message."""
-    body = envelope({"status": False, "error": {"code": code, "message": message}})
+    text = cut(message, MESSAGE_MAX)
+    body = envelope({"status": False, "error": {"code": code, "message": text}})
     return JSONResponse(body, status_code)

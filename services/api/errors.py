@@ -53,6 +53,13 @@ class Conflict(ApiError):
     code = 301
 
 
+class PayloadTooLarge(ApiError):
+    """The request body is larger than the api reads."""
+
+    status_code = 413
+    code = 905
+
+
 class Unavailable(ApiError):
     """A dependency (database, broker) is not reachable."""
 

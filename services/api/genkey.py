@@ -18,6 +18,7 @@ from services.api.schemas import TokenInit
 from services.api.submission import enrolled_by, submit
 from shared.db.models import Token, TokenKey, utcnow
 from shared.domain import RolloutState
+from shared.echo import echo
 from shared.jobs import KeySpec, SignRequest
 from shared.pki import KEY_TYPES, MIN_RSA_BITS
 from shared.security import Identity, SecretBox
@@ -28,11 +29,13 @@ log = logging.getLogger(__name__)
 DEFAULT_KEYTYPE = "rsa-2048"
 RSA_SIZES = (2048, 3072, 4096)
 PASSWORD_BYTES = 18
+# Far above any offered size: a bound, so that no message repeats a huge number.
+MAX_KEYSIZE = 16384
 
 
 def wants_genkey(data: TokenInit) -> bool:
     """Whether the request asks the server to generate the key pair."""
-    return str(data.genkey or "").strip().lower() not in ("", "0", "false", "no")
+    return bool(data.genkey)
 
 
 def choose_keytype(keytype: str | None, keysize: int | str | None) -> str:
@@ -40,7 +43,7 @@ def choose_keytype(keytype: str | None, keysize: int | str | None) -> str:
     kind = (keytype or "").strip().lower()
     if kind and kind not in KEY_TYPES and kind != "rsa":
         raise ParameterError(
-            f"keytype: unknown key type {keytype!r}; choose one of {', '.join(KEY_TYPES)}"
+            f"keytype: unknown key type {echo(keytype)}; choose one of {', '.join(KEY_TYPES)}"
         )
     size = _bits(keysize)
     if size is None:
@@ -53,7 +56,7 @@ def choose_keytype(keytype: str | None, keysize: int | str | None) -> str:
         )
     sized = f"rsa-{size}"
     if kind not in ("", "rsa", sized):
-        raise ParameterError(f"keysize: {size} bits disagrees with keytype {kind!r}")
+        raise ParameterError(f"keysize: {size} bits disagrees with keytype {echo(kind)}")
     return sized
 
 
@@ -64,11 +67,15 @@ def _bits(keysize: int | str | None) -> int | None:
     if isinstance(keysize, bool):
         raise ParameterError("keysize: must be a number of bits, e.g. 2048")
     if isinstance(keysize, int):
-        return keysize
-    text = keysize.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 6:
-        raise ParameterError("keysize: must be a number of bits, e.g. 2048")
-    return int(text)
+        size = keysize
+    else:
+        text = keysize.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 6:
+            raise ParameterError("keysize: must be a number of bits, e.g. 2048")
+        size = int(text)
+    if not 0 < size <= MAX_KEYSIZE:
+        raise ParameterError(f"keysize: must be a number of bits from 1 to {MAX_KEYSIZE}")
+    return size
 
 
 async def genkey_init(

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
+from services.api.params import BodyId
 from services.api.schemas import NAME
 
 HOST = r"^[A-Za-z0-9_.:\[\]-]{1,255}$"
@@ -48,7 +49,7 @@ class EventHandlerBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: int | None = Field(default=None, ge=1)
+    id: BodyId | None = None
     name: str = Field(min_length=1, max_length=120)
     event: list[str] | str
     handlermodule: str = Field(max_length=60)

@@ -1,38 +1,132 @@
-"""Request parameters from JSON or form bodies, validated into pydantic models."""
+"""Request parameters from JSON or form bodies, validated into pydantic models.
+
+Every body is read here, within bounds: at most ``MAX_BODY`` bytes (413 past it, before
+more is read) and JSON nested at most ``MAX_DEPTH`` deep (400, checked before parsing, so
+the parser's recursion never comes near Python's limit). Numbers the api reads are bounded
+by the types below, so none reaches the database wider than its columns.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import re
+from itertools import accumulate
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from fastapi import Path, Query, Request
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+from starlette.types import Message
 
-from services.api.errors import ParameterError
+from services.api.errors import ParameterError, PayloadTooLarge
+from shared.echo import cut
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_BODY = 256 * 1024
+MAX_DEPTH = 32
+# PostgreSQL's INTEGER columns (ids) end at 2^31 - 1; SQLite's go to 2^63 - 1.
+MAX_ID = 2**31 - 1
+MAX_PAGE = 1_000_000
+MAX_PAGESIZE = 1000
+FIELD_NAME_MAX = 60
+
+# A database id in a path or a query: beyond MAX_ID there is none, so it is a 400 naming it.
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGESIZE)]
+# A database id in a body.
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+_TRUE = frozenset({"1", "true"})
+_FALSE = frozenset({"0", "false"})
+
+
+def read_flag(value: object) -> object:
+    """privacyIDEA's booleans: true/false, 1/0, "1"/"0", "true"/"false"; nothing else."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "":
+            return None
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+    raise ValueError("must be true or false (or 1 or 0)")
+
+
+# A boolean as privacyIDEA accepts it; an empty form field means "not given".
+Flag = Annotated[bool | None, BeforeValidator(read_flag)]
+
+# A JSON string (with its escapes) as one token, or one bracket.
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+def too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether *raw*'s arrays and objects nest deeper than *limit* (strings do not count)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = b"".join(m.group() for m in _JSON_TOKENS.finditer(raw) if len(m.group()) == 1)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def load_json(raw: bytes | str, field: str = "body") -> Any:
+    """JSON from a request; too deep, invalid or out-of-range input is a 400 naming *field*."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if too_deep(data):
+        raise ParameterError(f"{field}: JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        # ValueError also covers numbers past Python's digit limit for int().
+        raise ParameterError(f"{field}: not valid JSON ({cut(str(exc), 120)})") from None
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, at most MAX_BODY bytes; a larger one is a 413 before the rest is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 9 or int(declared) > MAX_BODY):
+        raise PayloadTooLarge(f"body: larger than {MAX_BODY} bytes")
+    body = bytearray()
+    # A client that leaves mid-body raises ClientDisconnect here; the app answers it 499.
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge(f"body: larger than {MAX_BODY} bytes")
+    return bytes(body)
 
 
 async def read_params(request: Request) -> dict[str, Any]:
     """The body as a flat dict, whether it came as JSON or form-encoded."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ParameterError(f"body: larger than {MAX_BODY} bytes")
+    raw = await read_body(request)
     if not raw:
         return {}
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        return {key: value for key, value in form.items() if isinstance(value, str)}
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParameterError(f"body: not valid JSON ({exc})") from exc
+        return await _form(request, raw)
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise ParameterError("body: must be a JSON object")
     return data
+
+
+async def _form(request: Request, raw: bytes) -> dict[str, Any]:
+    """The form fields of *raw*, parsed by Starlette from the bytes already read."""
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    form = await Request(request.scope, replay).form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:
@@ -47,7 +141,8 @@ def describe(exc: ValidationError) -> str:
     """A one-line message naming each failing field and why."""
     parts = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "body"
+        # An unknown key is the caller's text: cut it like any other echo.
+        field = cut(".".join(str(p) for p in err["loc"]), FIELD_NAME_MAX) or "body"
         reason = "required" if err["type"] == "missing" else err["msg"]
         parts.append(f"{field}: {reason}")
     return "; ".join(parts)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from services.api.params import Flag
+from shared.echo import echo
+
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,119}$"
 REALM = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
 
@@ -48,7 +51,7 @@ class TokenInit(BaseModel):
     realm: str | None = Field(default=None, max_length=120)
     template: str | None = Field(default=None, max_length=120)
     description: str = Field(default="", max_length=255)
-    genkey: bool | int | str | None = None
+    genkey: Flag = None
     keytype: str | None = Field(default=None, max_length=20)
     keysize: int | str | None = None
     pin: str | None = Field(default=None, max_length=1024)
@@ -59,5 +62,5 @@ class TokenInit(BaseModel):
     @classmethod
     def _certificate_only(cls, value: str) -> str:
         if value.lower() != "certificate":
-            raise ValueError(f"unsupported token type {value!r}; only 'certificate' is served")
+            raise ValueError(f"unsupported token type {echo(value)}; only 'certificate' is served")
         return "certificate"

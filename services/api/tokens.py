@@ -8,6 +8,7 @@ from services.api.context import ApiContext
 from services.api.errors import Forbidden, NotFound
 from shared.db.models import Token
 from shared.domain import RolloutState
+from shared.echo import echo
 from shared.security import Identity
 from shared.token_events import CA_DETAIL
 
@@ -17,7 +18,7 @@ async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
     async with ctx.db.read() as session:
         token = await session.get(Token, serial)
     if token is None:
-        raise NotFound(f"serial: no token {serial!r}")
+        raise NotFound(f"serial: no token {echo(serial)}")
     if caller.role == "user" and (token.username, token.realm) != (caller.username, caller.realm):
         raise Forbidden(f"serial: token {serial} belongs to another user")
     return token

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.echo import echo
 from shared.notification.vocabulary import (
     CONDITIONS,
     ROLLOUT_STATES,
@@ -103,7 +104,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, str | bool | int], str]:
     def check(name: str, value: str | bool | int) -> str:
         text = _text(name, value)
         if text not in choices:
-            raise ConditionError(name, f"{text!r} is not one of {', '.join(choices)}")
+            raise ConditionError(name, f"{echo(text)} is not one of {', '.join(choices)}")
         return text
 
     return check
@@ -114,9 +115,9 @@ def _list_of(choices: tuple[str, ...] | None) -> Callable[[str, str | bool | int
         items = [item.strip() for item in _text(name, value).split(",")]
         for item in items:
             if choices is not None and item not in choices:
-                raise ConditionError(name, f"{item!r} is not one of {', '.join(choices)}")
+                raise ConditionError(name, f"{echo(item)} is not one of {', '.join(choices)}")
             if choices is None and not REALM.match(item):
-                raise ConditionError(name, f"{item!r} is not a realm name")
+                raise ConditionError(name, f"{echo(item)} is not a realm name")
         return ",".join(items)
 
     return check
@@ -125,7 +126,7 @@ def _list_of(choices: tuple[str, ...] | None) -> Callable[[str, str | bool | int
 def _realm(name: str, value: str | bool | int) -> str:
     text = _text(name, value)
     if not REALM.match(text):
-        raise ConditionError(name, f"{text!r} is not a realm name")
+        raise ConditionError(name, f"{echo(text)} is not a realm name")
     return text
 
 
@@ -141,7 +142,7 @@ def _regexp(name: str, value: str | bool | int) -> str:
 def _boolean(name: str, value: str | bool | int) -> str:
     text = truth(value)
     if text not in ("True", "False"):
-        raise ConditionError(name, f"{value!r} is neither True nor False")
+        raise ConditionError(name, f"{echo(value)} is neither True nor False")
     return text
 
 
@@ -149,10 +150,12 @@ def _comparison(keys: tuple[str, ...] | None) -> Callable[[str, str | bool | int
     def check(name: str, value: str | bool | int) -> str:
         parsed = parse_comparison(_text(name, value))
         if parsed is None:
-            raise ConditionError(name, f"{value!r} is not of the form key==value, key>n or key<n")
+            raise ConditionError(
+                name, f"{echo(value)} is not of the form key==value, key>n or key<n"
+            )
         key, op, expected = parsed
         if keys is not None and key not in keys:
-            raise ConditionError(name, f"unknown attribute {key!r}; known: {', '.join(keys)}")
+            raise ConditionError(name, f"unknown attribute {echo(key)}; known: {', '.join(keys)}")
         return f"{key}{op}{expected}"
 
     return check

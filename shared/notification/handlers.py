@@ -9,6 +9,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from shared.echo import echo
 from shared.notification.conditions import ConditionError, normalize_conditions
 from shared.notification.templates import TemplateError, check_template
 from shared.notification.vocabulary import (
@@ -56,7 +57,9 @@ def check_events(value: str | list[str] | tuple[str, ...]) -> list[str]:
     events: list[str] = []
     for name in (n.strip() for n in names):
         if name not in EVENT_NAMES:
-            raise HandlerError("event", f"unknown event {name!r}; known: {', '.join(EVENT_NAMES)}")
+            raise HandlerError(
+                "event", f"unknown event {echo(name)}; known: {', '.join(EVENT_NAMES)}"
+            )
         if name not in events:
             events.append(name)
     if not events:
@@ -68,13 +71,14 @@ def check_module(handlermodule: str, action: str, position: str) -> None:
     """Only UserNotification's ``sendmail``, after the event, is served."""
     if handlermodule != HANDLER_MODULE:
         raise HandlerError(
-            "handlermodule", f"unknown module {handlermodule!r}; known: {HANDLER_MODULE}"
+            "handlermodule", f"unknown module {echo(handlermodule)}; known: {HANDLER_MODULE}"
         )
     if action != ACTION_SENDMAIL:
-        raise HandlerError("action", f"unknown action {action!r}; known: {ACTION_SENDMAIL}")
+        raise HandlerError("action", f"unknown action {echo(action)}; known: {ACTION_SENDMAIL}")
     if position != POSITION_POST:
         raise HandlerError(
-            "position", f"{position!r} is not served: events are announced after the change (post)"
+            "position",
+            f"{echo(position)} is not served: events are announced after the change (post)",
         )
 
 
@@ -104,7 +108,7 @@ def check_options(raw: Mapping[str, Any]) -> dict[str, str]:
     if to is None:
         raise HandlerError(f"option.{Option.TO}", f"required; one of {', '.join(To)}")
     if to not in {t.value for t in To}:
-        raise HandlerError(f"option.{Option.TO}", f"{to!r} is not one of {', '.join(To)}")
+        raise HandlerError(f"option.{Option.TO}", f"{echo(to)} is not one of {', '.join(To)}")
     if to == To.EMAIL and Option.TO_EMAIL not in options:
         raise HandlerError(f"option.{Option.TO_EMAIL}", "required with To=email")
     if to == To.INTERNAL_ADMIN and Option.TO_INTERNAL_ADMIN not in options:
@@ -123,7 +127,7 @@ def address(text: str) -> str:
     try:
         return validate_email(text.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise ValueError(f"{text!r} is not an e-mail address ({exc})") from None
+        raise ValueError(f"{echo(text)} is not an e-mail address ({exc})") from None
 
 
 def addresses(text: str) -> list[str]:
@@ -138,7 +142,7 @@ def addresses(text: str) -> list[str]:
 
 def _identifier(text: str) -> str:
     if not IDENTIFIER.match(text):
-        raise ValueError(f"{text!r} is not a valid name")
+        raise ValueError(f"{echo(text)} is not a valid name")
     return text
 
 
@@ -157,7 +161,7 @@ def _template(limit: int) -> Any:
 
 def _mimetype(text: str) -> str:
     if text not in MIMETYPES:
-        raise ValueError(f"{text!r} is not one of {', '.join(MIMETYPES)}")
+        raise ValueError(f"{echo(text)} is not one of {', '.join(MIMETYPES)}")
     return text
 
 

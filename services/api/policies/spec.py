@@ -16,6 +16,7 @@ from services.api.policies.catalog import (
     read_count,
     read_flag,
 )
+from shared.echo import echo
 
 # Realm and user entries: a name, "*" for any, or a name after "-" / "!" to exclude it.
 REALM_ENTRY = r"^[-!]?[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
@@ -63,7 +64,7 @@ def parse_policy(name: str, params: Mapping[str, Any]) -> PolicySpec:
     if not re.fullmatch(NAME, name):
         raise ValueError(f"name: must match {NAME}")
     if params.get("name") not in (None, "", name):
-        raise ValueError(f"name: the body names {params['name']!r}, the path {name!r}")
+        raise ValueError(f"name: the body names {echo(params['name'])}, the path {echo(name)}")
     for key, value in params.items():
         if key not in _FIELDS and value not in (None, "", [], {}, False):
             raise ValueError(
@@ -102,7 +103,7 @@ def parse_scope(raw: object) -> Scope:
     try:
         return Scope(str(raw).strip())
     except ValueError:
-        raise ValueError(f"scope: unknown scope {raw!r}; known: {known}") from None
+        raise ValueError(f"scope: unknown scope {echo(raw)}; known: {known}") from None
 
 
 def parse_actions(scope: Scope, raw: object) -> dict[str, ActionValue]:
@@ -125,7 +126,7 @@ def parse_actions(scope: Scope, raw: object) -> dict[str, ActionValue]:
     actions: dict[str, ActionValue] = {}
     for key, value in pairs:
         if key in actions:
-            raise ValueError(f"action: {key!r} is given twice")
+            raise ValueError(f"action: {echo(key)} is given twice")
         if value is None or value == "":
             raise ValueError(f"action: {key} needs a value (name=value)")
         actions[key] = read_action(scope, key, value)
@@ -145,12 +146,12 @@ def parse_list(field_name: str, raw: object, pattern: str) -> tuple[str, ...]:
     entries: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise ValueError(f"{field_name}: entries must be strings, not {item!r}")
+            raise ValueError(f"{field_name}: entries must be strings, not {echo(item)}")
         entry = item.strip()
         if not entry:
             continue
         if entry != "*" and not re.fullmatch(pattern, entry):
-            raise ValueError(f"{field_name}: {entry!r} is not a valid entry (a name or '*')")
+            raise ValueError(f"{field_name}: {echo(entry)} is not a valid entry (a name or '*')")
         if entry not in entries:
             entries.append(entry)
     if len(entries) > MAX_ENTRIES:

@@ -24,8 +24,11 @@ from services.api.policies.spec import PolicySpec
 from shared.attestation import load_trust_store
 from shared.db.models import Policy
 from shared.db.session import Database
+from shared.echo import echo
 
 TTL_SECONDS = 1.0
+# A path is quoted longer than other input: its end is what tells the administrator which.
+PATH_ECHO_MAX = 160
 
 
 def spec_of(row: Policy) -> PolicySpec:
@@ -153,13 +156,13 @@ def trust_path_problem(path: str) -> str | None:
     """
     where = Path(path)
     if not where.exists():
-        return f"{path!r} does not exist"
+        return f"{echo(path, PATH_ECHO_MAX)} does not exist"
     if not where.is_dir() and not where.is_file():
-        return f"{path!r} is neither a file nor a directory"
+        return f"{echo(path, PATH_ECHO_MAX)} is neither a file nor a directory"
     try:
         certificates = load_trust_store(where)
     except (OSError, ValueError) as exc:
-        return f"{path!r} does not hold readable PEM certificates ({exc})"
+        return f"{echo(path, PATH_ECHO_MAX)} does not hold readable PEM certificates ({exc})"
     if where.is_file() and not certificates:
-        return f"{path!r} holds no PEM certificate"
+        return f"{echo(path, PATH_ECHO_MAX)} holds no PEM certificate"
     return None

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, func, select
 from services.api.auth import Admin, Context
 from services.api.envelope import ok
 from services.api.errors import ParameterError
+from services.api.params import Page, PageSize
 from services.api.tokens import page_links
 from shared.db.models import AuditEntry
 
@@ -67,8 +68,8 @@ async def list_audit(
     success: bool | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    page: int = Query(default=1, ge=1),
-    pagesize: int = Query(default=15, ge=1, le=1000),
+    page: Page = 1,
+    pagesize: PageSize = 15,
 ) -> JSONResponse:
     """Audit rows matching the filters (times in ISO 8601, naive = UTC), newest first, paged."""
     since, until = _aware(since), _aware(until)

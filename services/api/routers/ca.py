@@ -22,6 +22,7 @@ from services.api.ocsp import OCSPResponder
 from services.api.params import body_doc, parse
 from shared.ca_jobs import Decision
 from shared.db.models import CAConnector, CAPublication, CARequest, utcnow
+from shared.echo import echo
 from shared.messaging.topology import CA_APPROVE, CA_DENY
 from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import SecretBox
@@ -75,7 +76,7 @@ async def list_requests(
     """The CA's requests, oldest first; ``?status=pending`` for those awaiting a decision."""
     async with ctx.db.read() as session:
         if await session.get(CAConnector, name) is None:
-            raise NotFound(f"ca: no CA connector named {name!r}")
+            raise NotFound(f"ca: no CA connector named {echo(name)}")
         query = select(CARequest).where(CARequest.ca == name)
         if status:
             query = query.where(CARequest.status == status)
@@ -104,7 +105,7 @@ async def _decide(
     async with ctx.db.read() as session:
         held = await session.get(CARequest, request_id)
     if held is None or held.ca != ca:
-        raise NotFound(f"request: CA {ca!r} has no request {request_id!r}")
+        raise NotFound(f"request: CA {echo(ca)} has no request {echo(request_id)}")
     _check_open(held)
     kind = CA_APPROVE if decision == "approve" else CA_DENY
     job = Decision(request_id, ca, admin, reason)
@@ -159,7 +160,7 @@ async def cacert(
     async with ctx.db.read() as session:
         connector = await session.get(CAConnector, name)
     if connector is None or not connector.cacert:
-        raise NotFound(f"ca: no CA certificate for {name!r}")
+        raise NotFound(f"ca: no CA certificate for {echo(name)}")
     if format == "der":
         cert = x509.load_pem_x509_certificate(connector.cacert.encode())
         return Response(
@@ -176,7 +177,7 @@ async def crl(
     async with ctx.db.read() as session:
         publication = await session.get(CAPublication, name)
     if publication is None:
-        raise NotFound(f"ca: {name!r} publishes no CRL (not a local CA, or not published yet)")
+        raise NotFound(f"ca: {echo(name)} publishes no CRL (not a local CA, or not published yet)")
     if format == "pem":
         pem = x509.load_der_x509_crl(publication.crl).public_bytes(serialization.Encoding.PEM)
         return Response(pem, media_type="application/x-pem-file")

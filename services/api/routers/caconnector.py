@@ -25,6 +25,7 @@ from shared.db.models import (
     IssuedCertificate,
     Token,
 )
+from shared.echo import echo
 from shared.security import SecretBox
 
 router = APIRouter(prefix="/caconnector", tags=["caconnector"])
@@ -94,7 +95,7 @@ async def set_connector(
             "ca_worker); set their templates with POST /caconnector/<name>/templates/<template>"
         )
     if kind != "cfssl":
-        raise ParameterError(f"type: unsupported connector type {kind!r}; supported: cfssl")
+        raise ParameterError(f"type: unsupported connector type {echo(kind)}; supported: cfssl")
     params.pop("connectorname", None)
     given_secrets = {k: params.pop(k) for k in list(params) if k in CFSSL_SECRETS}
     for key, value in given_secrets.items():
@@ -225,5 +226,5 @@ async def delete_template(name: str, template: str, ctx: Context, _admin: Admin)
             delete(CATemplate).where(CATemplate.ca == name, CATemplate.name == template)
         )
     if not result.rowcount:  # type: ignore[attr-defined]
-        raise NotFound(f"template: CA connector {name!r} has no template {template!r}")
+        raise NotFound(f"template: CA connector {name!r} has no template {echo(template)}")
     return ok(True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +14,21 @@ from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import Conflict, NotFound, ParameterError
 from services.api.notification_schemas import DryRunBody, EventHandlerBody
-from services.api.params import body_doc, parse, read_params, validate
+from services.api.params import (
+    Page,
+    PageSize,
+    PathId,
+    QueryId,
+    body_doc,
+    load_json,
+    parse,
+    read_params,
+    validate,
+)
 from services.api.tokens import page_links
 from shared.db.models import Admin as AdminRow
 from shared.db.models import EventHandler, MailDelivery, SmtpServer
+from shared.echo import echo
 from shared.events import CloudEvent, new_event
 from shared.logs import correlation_id
 from shared.messaging.outbox import enqueue
@@ -132,9 +142,9 @@ async def list_deliveries(
     status: DeliveryStatus | None = None,
     event_id: str | None = Query(default=None, max_length=64),
     serial: str | None = Query(default=None, max_length=40),
-    handler_id: int | None = Query(default=None, ge=1),
-    page: int = Query(default=1, ge=1),
-    pagesize: int = Query(default=50, ge=1, le=1000),
+    handler_id: QueryId = None,
+    page: Page = 1,
+    pagesize: PageSize = 50,
 ) -> JSONResponse:
     """Mail deliveries, newest first; ``status=failed`` lists the parked ones."""
     query = select(MailDelivery)
@@ -156,7 +166,7 @@ async def list_deliveries(
 
 
 @router.get("/deliveries/{delivery_id}")
-async def get_delivery(delivery_id: int, ctx: Context, _admin: Admin) -> JSONResponse:
+async def get_delivery(delivery_id: PathId, ctx: Context, _admin: Admin) -> JSONResponse:
     """One delivery."""
     async with ctx.db.read() as session:
         row = await session.get(MailDelivery, delivery_id)
@@ -166,7 +176,7 @@ async def get_delivery(delivery_id: int, ctx: Context, _admin: Admin) -> JSONRes
 
 
 @router.post("/deliveries/{delivery_id}/retry")
-async def retry_delivery(delivery_id: int, ctx: Context, _admin: Admin) -> JSONResponse:
+async def retry_delivery(delivery_id: PathId, ctx: Context, _admin: Admin) -> JSONResponse:
     """Ask the notifier to send a failed delivery's mail again (answered before it does)."""
     async with ctx.db.read() as session:
         row = await session.get(MailDelivery, delivery_id)
@@ -191,7 +201,7 @@ async def dry_run(request: Request, ctx: Context, _admin: Admin) -> JSONResponse
     body = await parse(request, DryRunBody)
     name = body.event or body.type
     if name not in EVENT_NAMES:
-        raise ParameterError(f"event: {name!r} is not one of {', '.join(EVENT_NAMES)}")
+        raise ParameterError(f"event: {echo(name)} is not one of {', '.join(EVENT_NAMES)}")
     event = CloudEvent(
         id=body.id,
         type=name,
@@ -233,13 +243,13 @@ async def dry_run(request: Request, ctx: Context, _admin: Admin) -> JSONResponse
 
 
 @router.post("/enable/{handler_id}")
-async def enable(handler_id: int, ctx: Context, _admin: Admin) -> JSONResponse:
+async def enable(handler_id: PathId, ctx: Context, _admin: Admin) -> JSONResponse:
     """Make a handler active."""
     return await _set_active(ctx, handler_id, True)
 
 
 @router.post("/disable/{handler_id}")
-async def disable(handler_id: int, ctx: Context, _admin: Admin) -> JSONResponse:
+async def disable(handler_id: PathId, ctx: Context, _admin: Admin) -> JSONResponse:
     """Make a handler inactive."""
     return await _set_active(ctx, handler_id, False)
 
@@ -275,7 +285,7 @@ async def save_handler(request: Request, ctx: Context, _admin: Admin) -> JSONRes
 
 
 @router.get("/{handler_id}")
-async def get_handler(handler_id: int, ctx: Context, _admin: Admin) -> JSONResponse:
+async def get_handler(handler_id: PathId, ctx: Context, _admin: Admin) -> JSONResponse:
     """One handler."""
     async with ctx.db.read() as session:
         row = await session.get(EventHandler, handler_id)
@@ -285,7 +295,7 @@ async def get_handler(handler_id: int, ctx: Context, _admin: Admin) -> JSONRespo
 
 
 @router.delete("/{handler_id}")
-async def delete_handler(handler_id: int, ctx: Context, _admin: Admin) -> JSONResponse:
+async def delete_handler(handler_id: PathId, ctx: Context, _admin: Admin) -> JSONResponse:
     """Delete a handler (its delivery records stay)."""
     async with ctx.db.write() as session:
         row = await session.get(EventHandler, handler_id)
@@ -297,17 +307,16 @@ async def delete_handler(handler_id: int, ctx: Context, _admin: Admin) -> JSONRe
 
 def _module(handlermodule: str) -> None:
     if handlermodule != HANDLER_MODULE:
-        raise NotFound(f"handlermodule: unknown module {handlermodule!r}; known: {HANDLER_MODULE}")
+        raise NotFound(
+            f"handlermodule: unknown module {echo(handlermodule)}; known: {HANDLER_MODULE}"
+        )
 
 
 def _checked(body: EventHandlerBody) -> dict[str, Any]:
     """The handler's columns, every part checked; a 400 names the first bad one."""
     conditions = body.conditions
     if isinstance(conditions, str):
-        try:
-            conditions = json.loads(conditions) if conditions.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ParameterError(f"conditions: not valid JSON ({exc})") from None
+        conditions = load_json(conditions, "conditions") if conditions.strip() else {}
         if not isinstance(conditions, dict):
             raise ParameterError("conditions: must be a JSON object")
     try:
@@ -336,13 +345,13 @@ async def _check_references(ctx: ApiContext, options: dict[str, str]) -> None:
     )
     async with ctx.db.read() as session:
         if server and await session.get(SmtpServer, server) is None:
-            raise ParameterError(f"option.{Option.EMAILCONFIG}: unknown SMTP server {server!r}")
+            raise ParameterError(f"option.{Option.EMAILCONFIG}: unknown SMTP server {echo(server)}")
         if (
             admin
             and await session.scalar(select(AdminRow.id).where(AdminRow.name == admin)) is None
         ):
             raise ParameterError(
-                f"option.{Option.TO_INTERNAL_ADMIN}: unknown administrator {admin!r}"
+                f"option.{Option.TO_INTERNAL_ADMIN}: unknown administrator {echo(admin)}"
             )
 
 

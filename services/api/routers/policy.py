@@ -29,6 +29,7 @@ from services.api.policies.store import (
 )
 from shared.ca_templates import DEFAULT_TEMPLATE
 from shared.db.models import CAConnector, CATemplate
+from shared.echo import echo
 
 router = APIRouter(prefix="/policy", tags=["policy"])
 
@@ -50,7 +51,7 @@ async def get_one(name: str, ctx: Context, _admin: Admin) -> JSONResponse:
     """One policy."""
     policy = await get_policy(ctx.db, name)
     if policy is None:
-        raise NotFound(f"policy: no policy named {name!r}")
+        raise NotFound(f"policy: no policy named {echo(name)}")
     return ok(policy_view(policy))
 
 
@@ -70,7 +71,7 @@ async def set_policy(name: str, request: Request, ctx: Context, _admin: Admin) -
 async def delete_one(name: str, ctx: Context, _admin: Admin) -> JSONResponse:
     """Delete a policy."""
     if not await delete_policy(ctx.db, name):
-        raise NotFound(f"policy: no policy named {name!r}")
+        raise NotFound(f"policy: no policy named {echo(name)}")
     return ok(True)
 
 
@@ -87,13 +88,13 @@ async def _check_references(ctx: ApiContext, policy: PolicySpec) -> None:
         return
     async with ctx.db.read() as session:
         if isinstance(ca, str) and await session.get(CAConnector, ca) is None:
-            raise ParameterError(f"action: {CA_CONNECTOR} names no CA connector {ca!r}")
+            raise ParameterError(f"action: {CA_CONNECTOR} names no CA connector {echo(ca)}")
         if isinstance(template, str) and template != DEFAULT_TEMPLATE:
             query = select(CATemplate.ca).where(CATemplate.name == template)
             if isinstance(ca, str):
                 query = query.where(CATemplate.ca == ca)
             if await session.scalar(query.limit(1)) is None:
-                where = f"CA connector {ca!r}" if isinstance(ca, str) else "any CA connector"
+                where = f"CA connector {echo(ca)}" if isinstance(ca, str) else "any CA connector"
                 raise ParameterError(
-                    f"action: {TEMPLATE} names no template {template!r} of {where}"
+                    f"action: {TEMPLATE} names no template {echo(template)} of {where}"
                 )

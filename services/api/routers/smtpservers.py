@@ -17,6 +17,7 @@ from services.api.notification_schemas import SendTestEmailBody, SmtpServerBody
 from services.api.params import body_doc, parse
 from services.api.schemas import NAME
 from shared.db.models import SmtpServer
+from shared.echo import echo
 from shared.notification.planning import compose
 from shared.notification.smtp import MailError, send_once, smtp_config, tls_context
 from shared.security import SecretBox
@@ -58,7 +59,7 @@ async def send_test_email(request: Request, ctx: Context, admin: Admin) -> JSONR
     async with ctx.db.read() as session:
         row = await session.get(SmtpServer, body.identifier)
     if row is None:
-        raise NotFound(f"identifier: no SMTP server {body.identifier!r}")
+        raise NotFound(f"identifier: no SMTP server {echo(body.identifier)}")
     try:
         config = smtp_config(row, SecretBox(ctx.settings.resolved_secret_key))
     except ValueError:
@@ -90,7 +91,7 @@ async def save_server(
 ) -> JSONResponse:
     """Create or update an SMTP server; without ``password`` the stored one is kept."""
     if not _NAME.match(identifier) or identifier in _RESERVED:
-        raise ParameterError(f"identifier: {identifier!r} is not a valid name")
+        raise ParameterError(f"identifier: {echo(identifier)} is not a valid name")
     body = await parse(request, SmtpServerBody)
     sealed = None
     if body.password is not None:
@@ -124,7 +125,7 @@ async def get_server(identifier: str, ctx: Context, _admin: Admin) -> JSONRespon
     async with ctx.db.read() as session:
         row = await session.get(SmtpServer, identifier)
     if row is None:
-        raise NotFound(f"identifier: no SMTP server {identifier!r}")
+        raise NotFound(f"identifier: no SMTP server {echo(identifier)}")
     return ok(server_view(row))
 
 
@@ -136,5 +137,5 @@ async def delete_server(identifier: str, ctx: Context, _admin: Admin) -> JSONRes
             delete(SmtpServer).where(SmtpServer.identifier == identifier)
         )
     if not result.rowcount:  # type: ignore[attr-defined]
-        raise NotFound(f"identifier: no SMTP server {identifier!r}")
+        raise NotFound(f"identifier: no SMTP server {echo(identifier)}")
     return ok(True)

@@ -14,7 +14,7 @@ from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import Conflict, Forbidden
 from services.api.jobs import answer_detail, event_type, job_row, token_state, wait_for
-from services.api.params import body_doc, parse
+from services.api.params import Page, PageSize, body_doc, parse
 from services.api.policies import Action, require_action
 from services.api.schemas import REALM
 from services.api.tokens import page_links, token_for, token_view
@@ -35,8 +35,8 @@ async def list_tokens(
     user: str | None = Query(default=None, max_length=120),
     realm: str | None = Query(default=None, pattern=REALM),
     rollout_state: RolloutState | None = None,
-    page: int = Query(default=1, ge=1),
-    pagesize: int = Query(default=15, ge=1, le=1000),
+    page: Page = 1,
+    pagesize: PageSize = 15,
 ) -> JSONResponse:
     """Tokens matching the filters, a page at a time; users see only their own."""
     query = select(Token)

@@ -15,6 +15,7 @@ from services.api.errors import Conflict, NotFound
 from services.api.params import body_doc, parse
 from services.api.schemas import REALM, UserCreate
 from shared.db.models import User
+from shared.echo import echo
 from shared.security import hash_password
 
 router = APIRouter(prefix="/user", tags=["user"])
@@ -51,7 +52,9 @@ async def create_user(request: Request, ctx: Context, _admin: Admin) -> JSONResp
         async with ctx.db.write() as session:
             session.add(user)
     except IntegrityError:
-        raise Conflict(f"user: {data.user!r} already exists in realm {data.realm!r}") from None
+        raise Conflict(
+            f"user: {echo(data.user)} already exists in realm {echo(data.realm)}"
+        ) from None
     return ok(user.id, status_code=201)
 
 
@@ -81,5 +84,5 @@ async def delete_user(realm: str, username: str, ctx: Context, _admin: Admin) ->
             delete(User).where(User.realm == realm, User.username == username)
         )
     if not result.rowcount:  # type: ignore[attr-defined]
-        raise NotFound(f"user: no user {username!r} in realm {realm!r}")
+        raise NotFound(f"user: no user {echo(username)} in realm {echo(realm)}")
     return ok(True)
