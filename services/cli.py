@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from services import __version__
 from shared.config import Settings
 from shared.db.session import Database
+from shared.files import private_dir
 from shared.logs import configure
 from shared.messaging.topology import QUEUES_BY_SERVICE
 
@@ -106,6 +108,8 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``certtoken`` console script."""
     args = build_parser().parse_args(argv)
+    # Whatever a library writes (and whatever certtoken forgot) is owner-only too.
+    os.umask(0o077)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -136,7 +140,7 @@ async def _migrate(settings: Settings) -> None:
     from shared.db.migrate import upgrade
 
     if settings.resolved_database_url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     await upgrade(settings.resolved_database_url)
 
 

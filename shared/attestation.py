@@ -13,6 +13,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from shared.files import read_regular
+
 MAX_PEM_BYTES = 64 * 1024
 # Longest chain (leaf, intermediates, anchor) searched; hardware attestation chains are 3 deep.
 MAX_DEPTH = 8
@@ -20,6 +22,9 @@ MAX_INTERMEDIATES = 8
 # Signatures checked per verification at most: a crafted bundle must not make the search explode.
 MAX_SIGNATURE_CHECKS = 64
 _TRUST_SUFFIXES = (".pem", ".crt", ".cer")
+# A trust store is a few CA certificates: these bounds are far above any real one.
+MAX_TRUST_FILE_BYTES = 1024 * 1024
+MAX_TRUST_FILES = 1000
 
 
 class AttestationMode(enum.StrEnum):
@@ -58,16 +63,22 @@ def parse_certificates(pem: str | bytes, field: str = "attestation") -> list[x50
 
 
 def load_trust_store(path: Path | None) -> list[x509.Certificate]:
-    """Trusted attestation CA certificates from a PEM bundle file or a directory of them."""
+    """Trusted attestation CA certificates from a PEM bundle file or a directory of them.
+
+    Only regular files are read, each at most MAX_TRUST_FILE_BYTES; anything else named like
+    a bundle (a FIFO, a device, a folder) is a ValueError, never a read that blocks.
+    """
     if path is None or not str(path):
         return []
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in _TRUST_SUFFIXES)
+        if len(files) > MAX_TRUST_FILES:
+            raise ValueError(f"more than {MAX_TRUST_FILES} certificate files")
     else:
         files = [path]
     trusted: list[x509.Certificate] = []
     for file in files:
-        trusted.extend(x509.load_pem_x509_certificates(file.read_bytes()))
+        trusted.extend(x509.load_pem_x509_certificates(read_regular(file, MAX_TRUST_FILE_BYTES)))
     return trusted
 
 

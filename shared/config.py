@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.attestation import AttestationMode
 from shared.ca_hosts import DEFAULT_ALLOWED, allowed_entry
+from shared.files import private_dir
 
 
 class Settings(BaseSettings):
@@ -124,7 +125,7 @@ def _read_or_create_secret(path: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

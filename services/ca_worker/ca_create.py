@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.config import Settings
 from shared.db.models import CAConnector
 from shared.db.session import Database
+from shared.files import private_dir
 from shared.pki import KEY_TYPES, cert_pem, generate_private_key, parse_subject, signature_hash_for
 
 CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -54,7 +55,8 @@ async def create_local_ca(
         if await session.get(CAConnector, name) is not None:
             raise CAExistsError(f"CA connector {name!r} already exists")
     ca_dir = settings.ca_dir / name
-    settings.ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
+    private_dir(settings.ca_dir)
     try:
         # An exclusive mkdir claims the name on disk, also against a concurrent creator.
         ca_dir.mkdir(mode=0o700)
@@ -66,7 +68,7 @@ async def create_local_ca(
             _build_root, key_type, ca_subject, days, passphrase
         )
         _write_new(ca_dir / "cakey.pem", key_pem, 0o600, written)
-        _write_new(ca_dir / "cacert.pem", cacert.encode(), 0o644, written)
+        _write_new(ca_dir / "cacert.pem", cacert.encode(), 0o600, written)
         row = CAConnector(
             name=name,
             type="local",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import uuid
 from pathlib import Path
 
+from shared.files import write_private
 from shared.notification.planning import Mail
 from shared.notification.smtp import SmtpConfig, SmtpPool, TemporaryMailError, tls_context
 
@@ -48,16 +47,8 @@ class Transports:
         # Named by the delivery: writing the same delivery twice replaces, never duplicates.
         name = hashlib.sha256(f"{mail.handler_id}\0{mail.message}".encode()).hexdigest()[:32]
         try:
-            await asyncio.to_thread(_write_atomically, self._outbox, f"{name}.eml", mail.message)
+            await asyncio.to_thread(
+                write_private, self._outbox / f"{name}.eml", mail.message.encode("utf-8")
+            )
         except OSError as exc:
             raise TemporaryMailError(f"outbox folder {self._outbox}: {exc}") from exc
-
-
-def _write_atomically(directory: Path, name: str, text: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{name}.{uuid.uuid4().hex}.tmp"
-    with temporary.open("w", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temporary, directory / name)

@@ -12,10 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import pool
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db.models import Base
+from shared.files import secure_sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -29,20 +30,9 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def ensure_sqlite_dir(url: str) -> None:
-    """Create the directory of an SQLite database file; other URLs are left alone."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return
-    database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-
 async def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at *url* to *revision*; safe to call from a running event loop."""
-    ensure_sqlite_dir(url)
+    secure_sqlite(url)
     # env.py runs its own event loop with asyncio.run, so it must not share this thread.
     await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
 

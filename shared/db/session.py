@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_only
 
+from shared.files import secure_sqlite
+
 _READONLY = "certtoken_readonly"
 _LOCK_TIMEOUT = 30.0
 _FIRST_RETRY = 0.0002
@@ -79,6 +81,8 @@ class Database:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create an async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
+        # Created owner-only before SQLite makes it 0644; its WAL and SHM files copy the mode.
+        secure_sqlite(url)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
