@@ -65,6 +65,13 @@ _UPPER_BOUNDS = {
     NameOID.GIVEN_NAME: 32768,
     NameOID.SURNAME: 32768,
 }
+_LABELS = {
+    NameOID.COMMON_NAME: "CN",
+    NameOID.EMAIL_ADDRESS: "emailAddress",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.GIVEN_NAME: "GN",
+    NameOID.SURNAME: "SN",
+}
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
 _SAN_KINDS: dict[type[x509.GeneralName], str] = {
@@ -160,7 +167,7 @@ def decide(
         raise Refused(violation)
     for attribute in csr.subject:
         _check_text_attribute(attribute, "request: the CSR's subject")
-    built = owner_subject(owner, template, rules)
+    built = owner_subject(owner, template, rules.subject_components)
     if owner.by_admin and rules.admin_csr_subject and len(csr.subject):
         for attribute in csr.subject:
             _check_attribute(attribute, "request: the CSR's subject")
@@ -173,18 +180,30 @@ def decide(
     return Decision(subject, _sans(csr, template, rules, owner))
 
 
-def owner_subject(owner: Owner, template: str, rules: IdentityRules) -> x509.Name:
-    """The subject certtoken builds: CN = login, then the components the template names."""
+def owner_subject(owner: Owner, template: str, components: Sequence[str]) -> x509.Name:
+    """The subject certtoken builds: CN = login, then the owner's *components*."""
     if not owner.username:
         raise Refused("user: the token has no owner to name in the certificate")
-    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, owner.username)]
-    for component in dict.fromkeys(rules.subject_components):
+    values = [(NameOID.COMMON_NAME, owner.username)]
+    for component in dict.fromkeys(components):
         value = _component_value(owner, component, template)
         if value:
-            attributes.append(x509.NameAttribute(_COMPONENT_OIDS[component], value))
-    for attribute in attributes:
-        _check_attribute(attribute, "user: the owner's")
+            values.append((_COMPONENT_OIDS[component], value))
+    attributes = [_owner_attribute(oid, value) for oid, value in values]
     return x509.Name([x509.RelativeDistinguishedName([a]) for a in attributes])
+
+
+def _owner_attribute(oid: ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
+    """One attribute of the owner's subject; Refused when a certificate cannot carry it."""
+    label = _LABELS.get(oid, oid.dotted_string)
+    bound = _UPPER_BOUNDS.get(oid)
+    if bound is not None and len(value) > bound:
+        raise Refused(
+            f"user: the owner's {label} has {len(value)} characters; a certificate allows {bound}"
+        )
+    attribute = x509.NameAttribute(oid, value)
+    _check_attribute(attribute, "user: the owner's")
+    return attribute
 
 
 def differences(

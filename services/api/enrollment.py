@@ -30,7 +30,7 @@ from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User
 from shared.db.session import Database
 from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
 from shared.events import new_event
-from shared.identity import Owner, Refused, by_admin, decide
+from shared.identity import Owner, Refused, by_admin, decide, owner_subject
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import (
@@ -242,15 +242,20 @@ def _decided(
     options = found.known[(request.ca, request.template if named else "")]
     if isinstance(options, _Unusable):
         raise ParameterError(f"template: {name!r} has invalid stored options: {options.reason}")
+    owner = owner_from(user, request)
     if request.keygen is not None:
         violation = keytype_violation(request.keygen.keytype, name, options)
         if violation:
             raise ParameterError(violation)
+        components = (*options.subject_components, *request.keygen.subject_components)
+        try:
+            owner_subject(owner, name, components)
+        except Refused as exc:
+            raise ParameterError(str(exc)) from None
     if not request.request:  # a key the ca_worker makes, or an uploaded certificate
         return request
     try:
         csr = parsed or parse_csr(request.request)
-        owner = owner_from(user, request)
         size = len(request.request.encode())
         decision = decide(csr, size, name, options, owner, found.ca_types[request.ca])
     except (CSRError, Refused) as exc:

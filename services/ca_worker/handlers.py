@@ -95,8 +95,11 @@ class SignHandler:
 
         refused: Denied | None = None
         fresh: FreshKey | None = None
+        owner = await owner_of(
+            self._db, job.username, job.realm, str(job.info.get("enrolled_by", ""))
+        )
         if job.keygen is not None:
-            made = await self._keys.csr_for(job)
+            made = await self._keys.csr_for(job, owner)
             if made is None:
                 log.info("token already handled; job acknowledged", extra={"serial": job.serial})
                 return
@@ -115,9 +118,6 @@ class SignHandler:
         except PermanentCAError as exc:
             result = exc.denied()
         else:
-            owner = await owner_of(
-                self._db, job.username, job.realm, str(job.info.get("enrolled_by", ""))
-            )
             if refused is not None:
                 result = refused
             elif template.needs_approval:

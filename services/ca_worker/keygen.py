@@ -7,14 +7,14 @@ import contextlib
 import functools
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ObjectIdentifier
 
 from shared.pki import KEY_TYPES, generate_private_key, signature_hash_for
 
@@ -24,12 +24,7 @@ T = TypeVar("T")
 # RSA-4096 keys must not starve the api and the ca_worker's event loop of CPU.
 NICENESS = 10
 
-_OIDS = {
-    "CN": NameOID.COMMON_NAME,
-    "emailAddress": NameOID.EMAIL_ADDRESS,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-}
-
+# The CSR's subject as (dotted OID, value) pairs: plain values cross into the pool's processes.
 Attributes = tuple[tuple[str, str], ...]
 
 
@@ -46,31 +41,14 @@ class NewKey:
     subject: str  # RFC 4514
 
 
-def subject_attributes(
-    username: str, components: Sequence[str], email: str, realm: str
-) -> Attributes:
-    """The CSR subject: CN = login, plus the owner's e-mail and realm when asked for."""
-    if not username:
-        raise KeygenRefused("request: the token has no owner to name in the certificate")
-    attributes = [("CN", username)]
-    if "email" in components:
-        if not email:
-            raise KeygenRefused(
-                "request: the certificate must name the owner's e-mail address, "
-                f"but user {username!r} has none"
-            )
-        attributes.append(("emailAddress", email))
-    if "realm" in components and realm:
-        attributes.append(("OU", realm))
-    return tuple(attributes)
-
-
 def make_key(keytype: str, attributes: Attributes) -> NewKey:
     """Generate a key of *keytype* and a CSR for *attributes*: CPU-heavy, run it in the pool."""
     if keytype not in KEY_TYPES:
         raise KeygenRefused(f"keytype: unknown {keytype!r}; choose one of {', '.join(KEY_TYPES)}")
     key = generate_private_key(keytype)
-    subject = x509.Name([x509.NameAttribute(_OIDS[name], value) for name, value in attributes])
+    subject = x509.Name(
+        [x509.NameAttribute(ObjectIdentifier(oid), value) for oid, value in attributes]
+    )
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject)

@@ -25,6 +25,7 @@ from services.ca_worker.handlers import owner_of
 from services.ca_worker.jobs import read_job
 from services.ca_worker.outcomes import issued_info
 from services.ca_worker.polling import poll_message
+from services.ca_worker.precheck import postcheck
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenkeys import SECRETS_DROPPED, TokenKeys
 from shared.ca_jobs import Decision, Poll, Retirement
@@ -156,6 +157,8 @@ class Lifecycle:
                 cid,
             )
             return
+        if isinstance(result, Issued):
+            result = await self._as_decided(request, result)
         end = settlement(result)
         if end is None:
             following = Poll(job.request_id, job.ca, job.poll + 1)
@@ -167,6 +170,21 @@ class Lifecycle:
             return
         key = await self._completed_key(request, end, connector)
         await self._settle(request.id, end, "", cid, key)
+
+    async def _as_decided(self, request: CARequest, issued: Issued) -> Issued | Denied:
+        """*issued* when it says what certtoken decides for the request now, else a refusal."""
+        try:
+            template = await self._registry.template(request.ca, request.template)
+        except PermanentCAError as exc:
+            return Denied(str(exc))
+        owner = await owner_of(self._db, request.username, request.realm, request.requester)
+        refused = postcheck(request.csr, template, owner, issued)
+        if refused is not None:
+            log.error(
+                "CA issued a certificate beyond the decision",
+                extra={"request_id": request.id, "error": refused.reason},
+            )
+        return refused or issued
 
     async def _completed_key(
         self, request: CARequest, end: _Settlement, connector: Connector

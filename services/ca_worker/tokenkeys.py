@@ -11,11 +11,12 @@ from typing import Any
 from sqlalchemy import select
 
 from services.ca_worker.connectors.base import Denied, Issued, Pending, SignResult
-from services.ca_worker.keygen import KeygenRefused, KeyPool, subject_attributes
+from services.ca_worker.keygen import KeygenRefused, KeyPool
 from services.ca_worker.pkcs12 import build_pkcs12
-from shared.db.models import Token, TokenKey, User
+from shared.db.models import Token, TokenKey
 from shared.db.session import Database
 from shared.domain import RolloutState
+from shared.identity import Owner, Refused, owner_subject
 from shared.jobs import KeySpec, SignRequest
 from shared.security import SecretBox
 
@@ -42,7 +43,9 @@ class TokenKeys:
         self._box = box
         self._pool = pool
 
-    async def csr_for(self, job: SignRequest) -> tuple[SignRequest, FreshKey] | Denied | None:
+    async def csr_for(
+        self, job: SignRequest, owner: Owner
+    ) -> tuple[SignRequest, FreshKey] | Denied | None:
         """The job with a CSR for a new key (kept in memory); None once the token is handled.
 
         Nothing is written here: the key commits with the outcome, in the transaction that only
@@ -55,23 +58,15 @@ class TokenKeys:
             state = await session.scalar(
                 select(Token.rollout_state).where(Token.serial == job.serial)
             )
-            email = ""
-            if "email" in spec.subject_components:
-                email = (
-                    await session.scalar(
-                        select(User.email).where(
-                            User.username == job.username, User.realm == job.realm
-                        )
-                    )
-                    or ""
-                )
         if state != RolloutState.SUBMITTED:
             return None
         try:
             password = self._password(spec)
-            attributes = subject_attributes(job.username, spec.subject_components, email, job.realm)
-        except KeygenRefused as exc:
+            # The CA decides the certificate's names again; the CSR carries the same ones.
+            subject = owner_subject(owner, job.template, spec.subject_components)
+        except (KeygenRefused, Refused) as exc:
             return Denied(str(exc))
+        attributes = tuple((a.oid.dotted_string, str(a.value)) for a in subject)
         made = await self._pool.make(spec.keytype, attributes)
         log.info("key pair generated", extra={"serial": job.serial, "keytype": spec.keytype})
         info = {**job.info, "subject": made.subject}

@@ -15,7 +15,6 @@ import pytest
 from services.ca_worker.connectors.base import (
     Connector,
     Denied,
-    Owner,
     Pending,
     SignResult,
     Template,
@@ -23,6 +22,7 @@ from services.ca_worker.connectors.base import (
 from services.ca_worker.connectors.local import LocalConnector
 from services.ca_worker.registry import _FACTORIES, register_connector_type
 from shared.db.models import CAConnector
+from shared.identity import Owner
 from tests.integration.test_ca_approval import watch
 from tests.support.pki import make_csr
 from tests.support.stack import Stack
@@ -35,17 +35,17 @@ class ScriptedCA(Connector):
     polls: ClassVar[bool] = True
     calls: ClassVar[dict[str, int]] = {}
     refuse: ClassVar[set[str]] = set()
+    # Requests it issues for someone else than the owner it was asked for.
+    impostor: ClassVar[set[str]] = set()
 
     def __init__(self, name: str, local: LocalConnector) -> None:
         self.name = name
         self._local = local
-        self._csrs: dict[str, str] = {}
+        self._csrs: dict[str, tuple[str, Owner]] = {}
 
-    async def sign(
-        self, csr_pem: str, template: Template, owner: Owner | None = None
-    ) -> SignResult:
+    async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         request_id = f"MS-{len(self._csrs) + 1}"
-        self._csrs[request_id] = csr_pem
+        self._csrs[request_id] = (csr_pem, owner)
         return Pending(request_id)
 
     async def status(self, request_id: str) -> SignResult:
@@ -54,7 +54,10 @@ class ScriptedCA(Connector):
             return Pending(request_id)
         if request_id in self.refuse:
             return Denied("rejected by the CA manager")
-        return await self._local.sign(self._csrs[request_id], Template())
+        csr_pem, owner = self._csrs[request_id]
+        if request_id in self.impostor:
+            owner = Owner("admin", "corp")
+        return await self._local.sign(csr_pem, Template(), owner)
 
     async def revoke(self, serial_number: str, reason: str) -> None:
         return None
@@ -78,6 +81,7 @@ def scripted(stack: Stack) -> Iterator[None]:
 
     ScriptedCA.calls.clear()
     ScriptedCA.refuse.clear()
+    ScriptedCA.impostor.clear()
     register_connector_type("scripted", factory)
     try:
         yield
@@ -129,3 +133,24 @@ async def test_pending_at_the_ca_is_polled_until_it_decides(stack: Stack) -> Non
     updates = await events.wait(issued["serial"], "token_update")
     assert len(updates) == 1 and updates[0].data["previous_rollout_state"] == "pending"
     assert "admin" not in updates[0].data
+
+
+@pytest.mark.usefixtures("scripted")
+async def test_a_certificate_the_ca_issues_beyond_the_decision_is_not_handed_out(
+    stack: Stack,
+) -> None:
+    async with stack.db.write() as session:
+        session.add(CAConnector(name="msca", type="scripted", options={}, cacert=""))
+    ScriptedCA.impostor.add("MS-1")
+    async with stack.client(await stack.admin_token()) as client:
+        assert (await client.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
+        answer = await client.post(
+            "/token/init",
+            json={"request": make_csr(), "ca": "msca", "user": "alice", "realm": "corp"},
+        )
+        held = answer.json()["detail"]
+        assert held["rollout_state"] == "pending"
+        denied = await wait_state(client, held["serial"], "denied")
+    assert "subject 'CN=admin'" in denied["info"]["reason"]
+    assert "not what certtoken decided" in denied["info"]["reason"]
+    assert "certificate" not in denied["info"]

@@ -143,7 +143,8 @@ async def test_delete_revokes_first_and_withdraws_pending(stack: Stack, tmp_path
     token = await stack.admin_token()
     events: Events = await watch(stack)
     async with stack.client(token) as client:
-        assert (await client.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
+        alice = {"user": "alice", "realm": "corp", "email": "alice@example.org"}
+        assert (await client.post("/user/", json=alice)).is_success
         enrolled = await enroll(client, "gone")
         deleted = await client.delete(f"/token/{enrolled['serial']}")
         assert deleted.status_code == 200, deleted.text

@@ -355,11 +355,13 @@ async def test_enroll_policy_subject_and_delete_after_download(
         row = await key_row(stack, detail["serial"])
         assert (row.downloads, row.private_key, row.pkcs12) == (1, "", "")
 
-        failed = await genkey(admin, user="nomail@corp", keytype="ec-p256")
-        assert failed["rollout_state"] == "failed", failed
-        assert "e-mail address" in failed["reason"] and "'nomail' has none" in failed["reason"]
+        # Refused before anything is stored: the subject the policy asks for cannot be built.
+        body = {"type": "certificate", "genkey": 1, "ca": "localca", "user": "nomail@corp"}
+        refused = await admin.post("/token/init", json=body)
+        assert refused.status_code == 400, refused.text
+        assert error_of(refused).startswith("user: ") and "'nomail' has none" in error_of(refused)
         async with stack.db.read() as session:
-            assert await session.get(TokenKey, failed["serial"]) is None
+            assert await session.scalar(select(func.count()).select_from(TokenKey)) == 1
 
 
 # --- redelivery -----------------------------------------------------------------------------
