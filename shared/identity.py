@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from shared.csr_rules import CSRPolicy, csr_violation
+from shared.echo import cut, echo
 from shared.pki import general_name_text, weak_key_reason
 
 SUBJECT_COMPONENTS = ("email", "realm", "givenname", "surname")
@@ -45,6 +46,7 @@ CA_KEEPS_FROM_CSR: Mapping[str, frozenset[ObjectIdentifier]] = {
 }
 
 _ADMIN_PREFIX = "admin:"
+_NAME_MAX = 120  # a name (SAN, attributes) quoted in a refusal, in characters
 _COMPONENT_OIDS = {
     "email": NameOID.EMAIL_ADDRESS,
     "realm": NameOID.ORGANIZATIONAL_UNIT_NAME,
@@ -241,7 +243,7 @@ def check_san_rules(sans: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, .
         for rule in rules:
             problem = _rule_problem(kind, rule)
             if problem:
-                raise ValueError(f"{kind} rule {_cut(rule)!r}: {problem}")
+                raise ValueError(f"{kind} rule {echo(rule)}: {problem}")
         checked[kind] = rules
     return checked
 
@@ -285,7 +287,7 @@ def _refuse_foreign_subject(requested: x509.Name, built: x509.Name, template: st
     if foreign:
         names = x509.Name([x509.RelativeDistinguishedName([a]) for a in foreign])
         raise Refused(
-            f"request: the CSR's subject names {_cut(names.rfc4514_string())!r}; template "
+            f"request: the CSR's subject names {echo(names.rfc4514_string())}; template "
             f"{template!r} builds the subject from the token owner ({built.rfc4514_string()}) "
             "and refuses any other (csr_subject=refuse); send a CSR with an empty subject"
         )
@@ -297,9 +299,10 @@ def _refuse_kept_attributes(requested: x509.Name, subject: x509.Name, ca_type: s
     present = {a.oid for a in subject}
     kept = [a.rfc4514_string() for a in requested if a.oid in keeps and a.oid not in present]
     if kept:
+        carried = cut(", ".join(kept), _NAME_MAX)
         raise Refused(
-            f"request: the CSR's subject carries {_cut(', '.join(kept))}, which a {ca_type} CA "
-            "copies into the certificate; send a CSR without them (CN alone, or empty)"
+            f"request: the CSR's subject carries {carried}, which a {ca_type} CA copies into "
+            "the certificate; send a CSR without them (CN alone, or empty)"
         )
 
 
@@ -349,7 +352,7 @@ def _sans(
         chosen.append(x509.RFC822Name(owner.email))
     for name in requested:
         kind = _SAN_KINDS.get(type(name))
-        text = _cut(general_name_text(name))
+        text = cut(general_name_text(name), _NAME_MAX)
         if kind is None or kind not in allowed:
             raise Refused(_not_allowed(text, template, rules))
         problem = _value_problem(kind, name)
@@ -458,7 +461,7 @@ def _check_email(value: str, where: str) -> None:
     _check_text(value, where)
     problem = _email_problem(value)
     if problem:
-        raise Refused(f"{where} {_cut(value)!r} is not a valid e-mail address: {problem}")
+        raise Refused(f"{where} {echo(value)} is not a valid e-mail address: {problem}")
 
 
 def _email_problem(value: str) -> str | None:
@@ -478,7 +481,7 @@ def _dns_problem(value: str) -> str | None:
         return "not a fully qualified name"
     for label in labels:
         if not _LABEL.match(label):
-            return f"label {_cut(label)!r} is not letters, digits and inner hyphens (1-63)"
+            return f"label {echo(label)} is not letters, digits and inner hyphens (1-63)"
     return None
 
 
@@ -496,8 +499,3 @@ def _uri_problem(value: str) -> str | None:
     if parts.username or parts.password:
         return "user information is not allowed"
     return None
-
-
-def _cut(text: str, limit: int = 120) -> str:
-    """*text* shortened for messages."""
-    return text if len(text) <= limit else text[:limit] + "…"
