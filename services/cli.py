@@ -289,7 +289,8 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             CAWorker(settings, broker, db),
             Notifier(settings, broker, db),
         ]
-        await serve(components, [http_server(app, args.host, args.port)], broker)
+        server = http_server(app, args.host, args.port, settings.trusted_proxies)
+        await serve(components, [server], broker)
 
 
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
@@ -300,7 +301,7 @@ async def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
     _require_amqp(settings)
     configure("api", settings.log_level, settings.log_json)
     app = create_app(settings, broker_for(settings))
-    await serve([], [http_server(app, args.host, args.port)], None)
+    await serve([], [http_server(app, args.host, args.port, settings.trusted_proxies)], None)
 
 
 async def cmd_ca_worker(settings: Settings, args: argparse.Namespace) -> None:

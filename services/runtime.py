@@ -33,10 +33,18 @@ class HttpServer(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, host: str, port: int) -> HttpServer:
-    """An HTTP server for *app* that logs through certtoken's handlers."""
+def http_server(app: Any, host: str, port: int, trusted_proxies: Sequence[str] = ()) -> HttpServer:
+    """An HTTP server for *app*; X-Forwarded-For is believed only from *trusted_proxies*."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        # uvicorn would trust 127.0.0.1 (or $FORWARDED_ALLOW_IPS) by default.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies),
     )
     return HttpServer(config)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from functools import cached_property
+from ipaddress import ip_network
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -59,6 +60,14 @@ class Settings(BaseSettings):
     keygen_workers: int = Field(default=0, ge=0, le=64)
     # --- remote CA connectors: hosts and networks they may reach (shared.ca_hosts) ---
     ca_allowed_hosts: list[str] = Field(default=list(DEFAULT_ALLOWED))
+    # --- per-client rate limits (services.api.ratelimit); 0 turns a route's limit off ---
+    rate_limit_enabled: bool = True
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=86400)
+    rate_limit_auth: int = Field(default=120, ge=0, le=1_000_000)
+    rate_limit_token_init: int = Field(default=0, ge=0, le=1_000_000)
+    rate_limit_flush_seconds: float = Field(default=0.5, gt=0, le=10)
+    # Peers whose X-Forwarded-For names the client (IPs or CIDRs); none by default.
+    trusted_proxies: list[str] = Field(default=[])
 
     @field_validator("amqp_url", "database_url")
     @classmethod
@@ -75,6 +84,11 @@ class Settings(BaseSettings):
     @classmethod
     def _ca_hosts(cls, value: list[str]) -> list[str]:
         return [allowed_entry(entry) for entry in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        return [str(ip_network(entry.strip(), strict=False)) for entry in value]
 
     @field_validator("retry_delays_ms")
     @classmethod

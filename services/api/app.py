@@ -19,6 +19,7 @@ from services.api.enrollment import EnrollmentStore
 from services.api.envelope import error
 from services.api.errors import ApiError
 from services.api.middleware import CorrelationMiddleware
+from services.api.ratelimit import RateLimiter, TooManyRequests, too_many_requests
 from services.api.routers import (
     audit,
     auth,
@@ -71,8 +72,9 @@ def create_app(
         waiter = OutcomeWaiter()
         subscription = await broker.subscribe(EVENTS_EXCHANGE, "token.#", waiter.on_event)
         relay.start()
+        limiter = rate_limiter(settings, own_db)
         app.state.ctx = ApiContext(
-            settings, own_db, broker, relay, waiter, EnrollmentStore(own_db, relay.lease)
+            settings, own_db, broker, relay, waiter, EnrollmentStore(own_db, relay.lease), limiter
         )
         app.state.readiness = readiness_check(own_db, broker)
         app.state.audit = AuditLog(own_db, settings.audit_batch)
@@ -82,6 +84,8 @@ def create_app(
         finally:
             await subscription.stop()
             await relay.stop()
+            if limiter is not None:
+                await limiter.stop()
             await app.state.audit.drain()
             if manage_broker:
                 await broker.close()
@@ -117,9 +121,24 @@ def create_app(
     ):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_exception_handler(TooManyRequests, too_many_requests)
     app.add_middleware(AuditMiddleware)  # inside the correlation id's scope
     app.add_middleware(CorrelationMiddleware)
     return app
+
+
+def rate_limiter(settings: Settings, db: Database) -> RateLimiter | None:
+    """The per-client limits of ``/auth`` and ``/token/init``, flushing; None when off."""
+    if not settings.rate_limit_enabled:
+        return None
+    limiter = RateLimiter(
+        db,
+        {"auth": settings.rate_limit_auth, "token_init": settings.rate_limit_token_init},
+        settings.rate_limit_window_seconds,
+        settings.rate_limit_flush_seconds,
+    )
+    limiter.start()
+    return limiter
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -13,10 +14,13 @@ from shared.db.session import Database
 from shared.messaging.base import Broker
 from shared.messaging.outbox import OutboxRelay
 
+if TYPE_CHECKING:
+    from services.api.ratelimit import RateLimiter
+
 
 @dataclass
 class ApiContext:
-    """Settings, database, broker, outbox relay, outcome waiter, enrollment store."""
+    """Settings, database, broker, outbox relay, outcome waiter, enrollment store, rate limits."""
 
     settings: Settings
     db: Database
@@ -24,6 +28,7 @@ class ApiContext:
     relay: OutboxRelay
     waiter: OutcomeWaiter
     enrollments: EnrollmentStore
+    limiter: RateLimiter | None = None
 
 
 def get_context(request: Request) -> ApiContext:

@@ -93,7 +93,7 @@ async def running_stack(settings: Settings, *, worker: bool = True) -> AsyncIter
         await ca_worker.start()
     await notifier.start()
     app = create_app(settings, broker, manage_broker=False, db=db)
-    server = http_server(app, "127.0.0.1", 0)
+    server = http_server(app, "127.0.0.1", 0, settings.trusted_proxies)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -22,6 +22,7 @@ from services.api.envelope import ok
 from services.api.errors import AuthError
 from services.api.login import ADMIN_REALM, LoginThrottle, split_login
 from services.api.params import body_doc, parse
+from services.api.ratelimit import Limited
 from services.api.schemas import AuthRequest
 from shared.db.models import Admin, User
 from shared.security import Identity, hash_password, issue_token, verify_password
@@ -33,7 +34,7 @@ _DUMMY_HASH = hash_password("certtoken-no-such-account")
 _WRONG = "username or password is wrong"
 
 
-@router.post("/auth", openapi_extra=body_doc(AuthRequest))
+@router.post("/auth", openapi_extra=body_doc(AuthRequest), dependencies=[Depends(Limited("auth"))])
 async def authenticate(request: Request, ctx: Context) -> JSONResponse:
     """Check an admin's or a user's credentials and return a signed, expiring access token."""
     creds = await parse(request, AuthRequest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -26,6 +26,7 @@ from services.api.policies import (
     enroll_rules,
     require_action,
 )
+from services.api.ratelimit import Limited
 from services.api.schemas import TokenInit
 from services.api.submission import enrolled_by, submit, with_free_serial
 from services.api.uploads import check_proof, uploaded_certificate
@@ -40,7 +41,9 @@ router = APIRouter(prefix="/token", tags=["token"])
 log = logging.getLogger(__name__)
 
 
-@router.post("/init", openapi_extra=body_doc(TokenInit))
+@router.post(
+    "/init", openapi_extra=body_doc(TokenInit), dependencies=[Depends(Limited("token_init"))]
+)
 async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
     """Enroll a certificate token from a CSR, an uploaded certificate or a generated key."""
     data = await parse(request, TokenInit)
