@@ -3,7 +3,7 @@ addresses that are never allowed (link-local and cloud metadata), whatever the l
 
 The api checks a connector's URL when it is saved. The ca_worker checks it again before every
 connection: it resolves the host name itself, refuses it when any address is refused, and
-connects to the address it checked (the name goes in the Host header and in TLS SNI, and the
+connects only to addresses it checked (the name goes in the Host header and in TLS SNI, and the
 certificate is verified for the name). So a name that later resolves elsewhere (DNS
 rebinding) cannot slip a refused address between the check and the connection.
 
@@ -206,8 +206,8 @@ class HostPolicy:
             reason = f"{url.address} is not in {SETTING}"
         return reason
 
-    async def check(self, url: str) -> tuple[CAUrl, IPAddress]:
-        """The URL and the address to connect to; HostRefused or HostUnresolved otherwise."""
+    async def check(self, url: str) -> tuple[CAUrl, list[IPAddress]]:
+        """The URL and the addresses to connect to; HostRefused or HostUnresolved otherwise."""
         try:
             parsed = parse_ca_url(url)
         except ValueError as exc:
@@ -216,7 +216,7 @@ class HostPolicy:
         if reason:
             raise HostRefused(reason)
         if parsed.address is not None:
-            return parsed, parsed.address
+            return parsed, [parsed.address]
         addresses = await self._resolve(parsed.host, parsed.port)
         for address in addresses:
             reason = never_reason(address)
@@ -225,7 +225,7 @@ class HostPolicy:
         if not self.names(parsed.host) and not all(self.admits(a) for a in addresses):
             shown = ", ".join(str(a) for a in addresses)
             raise HostRefused(f"{parsed.host} ({shown}) is not in {SETTING}")
-        return parsed, addresses[0]
+        return parsed, addresses
 
     async def save_refusal(self, url: str) -> str | None:
         """Why a connector may not be saved with *url*; a listed name may be unresolvable now."""

@@ -154,7 +154,9 @@ async def test_stored_urls_with_userinfo_are_redacted_and_refused_by_the_worker(
 async def test_the_worker_resolves_once_and_connects_to_the_checked_address(
     cfssl: CfsslServer,
 ) -> None:
-    answers: dict[str, list[IPAddress]] = {"cfssl.ca.test": [ip_address("127.0.0.1")]}
+    # cfssl listens on 127.0.0.1 only: the connection to ::1 is refused, the next one taken.
+    first = [ip_address("::1"), ip_address("127.0.0.1")]
+    answers: dict[str, list[IPAddress]] = {"cfssl.ca.test": first}
     asked: list[str] = []
 
     async def resolver(host: str, _port: int) -> list[IPAddress]:

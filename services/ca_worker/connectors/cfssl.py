@@ -227,15 +227,7 @@ class CfsslConnector(Connector):
 
     async def _call(self, path: str, body: bytes) -> dict[str, Any]:
         """POST *body*; TemporaryCAError when unreachable or 5xx, PermanentCAError on refusal."""
-        url, headers, extensions = await self._target(path)
-        try:
-            answer = await self._client.post(
-                url, content=body, headers=headers, extensions=extensions
-            )
-        except httpx.TransportError as exc:
-            raise TemporaryCAError(
-                f"CA connector {self.name!r}: {type(exc).__name__} reaching {self.options.url}"
-            ) from None
+        answer = await self._post(path, body)
         if answer.status_code >= 500 or answer.status_code in (408, 429):
             raise TemporaryCAError(
                 f"CA connector {self.name!r}: HTTP {answer.status_code}: "
@@ -261,17 +253,32 @@ class CfsslConnector(Connector):
         result = doc.get("result")
         return result if isinstance(result, dict) else {}
 
-    async def _target(self, path: str) -> tuple[str, dict[str, str], dict[str, Any]]:
-        """The checked address to POST *path* to; the name goes in Host and TLS SNI."""
+    async def _post(self, path: str, body: bytes) -> httpx.Response:
+        """POST to the CA's checked addresses in turn until one takes the connection.
+
+        The name goes in Host and TLS SNI (the certificate is verified for it).
+        """
         try:
-            url, address = await self._hosts.check(self.options.url)
+            url, addresses = await self._hosts.check(self.options.url)
         except HostRefused as exc:
             raise PermanentCAError(f"CA connector {self.name!r}: url: {exc}") from None
         except HostUnresolved as exc:
             raise TemporaryCAError(f"CA connector {self.name!r}: {exc}") from None
         headers = {"content-type": "application/json", "host": url.host_header}
         extensions = {"sni_hostname": url.host} if url.address is None else {}
-        return url.at(address) + path, headers, extensions
+        failure = ""
+        for address in addresses:
+            try:
+                return await self._client.post(
+                    url.at(address) + path, content=body, headers=headers, extensions=extensions
+                )
+            except httpx.ConnectError as exc:
+                # Nothing was sent: the next address (say IPv4 after ::1) may listen.
+                failure = type(exc).__name__
+            except httpx.TransportError as exc:
+                failure = type(exc).__name__
+                break
+        raise TemporaryCAError(f"CA connector {self.name!r}: {failure} reaching {self.options.url}")
 
 
 def _key_id(cacert: str) -> str:
