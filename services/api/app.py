@@ -19,6 +19,7 @@ from services.api.enrollment import EnrollmentStore
 from services.api.envelope import error
 from services.api.errors import ApiError
 from services.api.middleware import CorrelationMiddleware
+from services.api.params import TextGuard
 from services.api.ratelimit import RateLimiter, TooManyRequests, too_many_requests
 from services.api.routers import (
     audit,
@@ -122,6 +123,7 @@ def create_app(
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_exception_handler(TooManyRequests, too_many_requests)
+    app.add_middleware(TextGuard)  # inside the audit: refusals are recorded too
     app.add_middleware(AuditMiddleware)  # inside the correlation id's scope
     app.add_middleware(CorrelationMiddleware)
     return app

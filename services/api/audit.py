@@ -109,8 +109,8 @@ def _query(scope: Scope) -> dict[str, str]:
 
 
 def _field(value: object, limit: int) -> str:
-    """A text column's value, cut to its size."""
-    text = "" if value is None else str(value)
+    """A text column's value, cut to its size; NUL (which PostgreSQL refuses) made visible."""
+    text = "" if value is None else str(value).replace("\x00", "\\x00")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -15,8 +15,9 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Query, Request
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.envelope import error
 from services.api.errors import ParameterError, PayloadTooLarge
 from shared.echo import cut
 
@@ -60,6 +61,7 @@ def read_flag(value: object) -> object:
 # A boolean as privacyIDEA accepts it; an empty form field means "not given".
 Flag = Annotated[bool | None, BeforeValidator(read_flag)]
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # A JSON string (with its escapes) as one token, or one bracket.
 _JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _STEP = [0] * 256
@@ -85,10 +87,28 @@ def load_json(raw: bytes | str, field: str = "body") -> Any:
     if too_deep(data):
         raise ParameterError(f"{field}: JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(data, parse_constant=_no_constant)
+        parsed = json.loads(data, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         # ValueError also covers numbers past Python's digit limit for int().
         raise ParameterError(f"{field}: not valid JSON ({cut(str(exc), 120)})") from None
+    if b"\\u" in data:
+        # Only an escape can put NUL or a lone surrogate into parsed JSON.
+        check_text(parsed, field)
+    return parsed
+
+
+def check_text(data: object, field: str = "body") -> None:
+    """400 when a string in *data* holds NUL or an unpaired surrogate (no database stores them)."""
+    if isinstance(data, str):
+        if "\x00" in data or _SURROGATE.search(data):
+            raise ParameterError(f"{field}: text may not hold NUL characters or lone surrogates")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            check_text(key, field)
+            check_text(value, field)
+    elif isinstance(data, list):
+        for item in data:
+            check_text(item, field)
 
 
 async def read_body(request: Request) -> bytes:
@@ -126,7 +146,25 @@ async def _form(request: Request, raw: bytes) -> dict[str, Any]:
         return {"type": "http.request", "body": raw, "more_body": False}
 
     form = await Request(request.scope, replay).form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    check_text(fields)
+    return fields
+
+
+class TextGuard:
+    """Refuses (400) a path or query holding NUL before any route reads it: no database can."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+        ):
+            answer = error(400, 905, "request: the path and query may not hold NUL characters")
+            await answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 
 from shared.attestation import AttestationMode
+from shared.echo import echo
 
 ActionValue = bool | int | str
 
@@ -63,7 +64,7 @@ def read_flag(raw: object) -> bool:
         return bool(raw)
     if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
         return raw.strip().lower() in _TRUE
-    raise ValueError(f"must be true or false, not {raw!r}")
+    raise ValueError(f"must be true or false, not {echo(raw)}")
 
 
 def read_count(raw: object) -> int:
@@ -73,9 +74,9 @@ def read_count(raw: object) -> int:
     elif isinstance(raw, str) and raw.strip().isdigit():
         value = int(raw.strip())
     else:
-        raise ValueError(f"must be a whole number from 1 to {MAX_LIMIT}, not {raw!r}")
+        raise ValueError(f"must be a whole number from 1 to {MAX_LIMIT}, not {echo(raw)}")
     if not 1 <= value <= MAX_LIMIT:
-        raise ValueError(f"must be a whole number from 1 to {MAX_LIMIT}, not {value}")
+        raise ValueError(f"must be a whole number from 1 to {MAX_LIMIT}, not {echo(value)}")
     return value
 
 
@@ -88,7 +89,7 @@ def _text(raw: object) -> str:
 def _read_name(raw: object) -> str:
     value = _text(raw)
     if not re.fullmatch(NAME, value):
-        raise ValueError(f"must be a name matching {NAME}, not {value!r}")
+        raise ValueError(f"must be a name matching {NAME}, not {echo(value)}")
     return value
 
 
@@ -102,7 +103,7 @@ def _read_components(raw: object) -> str:
     if unknown or not words:
         raise ValueError(
             f"must be {' and/or '.join(SUBJECT_COMPONENTS)} (space separated), "
-            f"not {unknown[0] if unknown else raw!r}"
+            f"not {echo(unknown[0] if unknown else raw)}"
         )
     return " ".join(sorted(set(words)))
 
@@ -111,7 +112,7 @@ def _read_mode(raw: object) -> str:
     value = _text(raw)
     modes = [m.value for m in AttestationMode]
     if value not in modes:
-        raise ValueError(f"must be one of {', '.join(modes)}, not {value!r}")
+        raise ValueError(f"must be one of {', '.join(modes)}, not {echo(value)}")
     return value
 
 
@@ -120,7 +121,7 @@ def _read_path(raw: object) -> str:
     if len(value) > MAX_PATH or "\x00" in value:
         raise ValueError(f"must be a path of at most {MAX_PATH} characters")
     if not value.startswith("/"):
-        raise ValueError(f"must be an absolute path, not {value!r}")
+        raise ValueError(f"must be an absolute path, not {echo(value, 160)}")
     return value
 
 
@@ -146,7 +147,7 @@ def read_action(scope: Scope, name: str, raw: object) -> ActionValue:
     reader = known.get(name)
     if reader is None:
         raise ValueError(
-            f"action: unknown action {name!r} in scope {scope.value!r}; "
+            f"action: unknown action {echo(name)} in scope {scope.value!r}; "
             f"known: {', '.join(sorted(known))}"
         )
     try:

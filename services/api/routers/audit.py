@@ -48,11 +48,16 @@ def text_filter(column: Any, value: str) -> ColumnElement[bool]:
     return pattern
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """A naive time filter is meant in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """A time filter in UTC (a naive one is meant in UTC); 400 when UTC has no such time."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ParameterError(f"{field}: outside the years 1 to 9999 in UTC") from None
 
 
 @router.get("/")
@@ -72,7 +77,7 @@ async def list_audit(
     pagesize: PageSize = 15,
 ) -> JSONResponse:
     """Audit rows matching the filters (times in ISO 8601, naive = UTC), newest first, paged."""
-    since, until = _aware(since), _aware(until)
+    since, until = _utc(since, "since"), _utc(until, "until")
     if since is not None and until is not None and since > until:
         raise ParameterError("since: must not be after until")
     query = select(AuditEntry)
