@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.stack import Stack
+
 _HERE = Path(__file__).parent
 
 
@@ -15,3 +17,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _HERE in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.security)
+
+
+@pytest.fixture
+def stack(memory_stack: Stack) -> Stack:
+    """Here, the system on SQLite and the in-process broker (memory_stack)."""
+    return memory_stack

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from services.api.params import MAX_BODY, MAX_DEPTH, too_deep
-from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.support.stack import Stack
 
 JSON = {"content-type": "application/json"}
 DEEP = b"[" * 1000
@@ -21,15 +20,6 @@ HANDLER = {
     "action": "sendmail",
     "options": {"To": "tokenowner"},
 }
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The system on SQLite and the in-process broker."""
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
 
 
 def message_of(answer: httpx.Response, status: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,19 +13,11 @@ from sqlalchemy import select
 from shared.db.models import AuditEntry
 from tests.integration.test_ca_approval import watch
 from tests.support.pki import make_csr
-from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.support.stack import Stack
 
 PASSWORD = "Alice-Detail-Pw-3f9b"
 # What an internal service might say: nothing an enrolling user should read.
 LEAK = "db01.internal.corp:5432 password authentication failed for user ca_signer"
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
 
 
 @pytest.fixture

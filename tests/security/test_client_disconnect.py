@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from shared.db.models import AuditEntry
-from tests.support.stack import Stack, prepare, running_stack, settings_for
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The system on SQLite and the in-process broker."""
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
+from tests.support.stack import Stack
 
 
 async def leave_mid_body(stack: Stack, path: str, token: str = "") -> None:

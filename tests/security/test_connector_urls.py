@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -43,24 +43,6 @@ SSRF_URLS = [
     ("http://127.0.0.1:8888/?next=http://169.254.169.254/", "query"),
     ("http://10.20.30.40:8888/", "CERTTOKEN_CA_ALLOWED_HOSTS"),
 ]
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
-
-
-@pytest.fixture
-def cfssl(tmp_path: Path) -> Iterator[CfsslServer]:
-    server = CfsslServer(tmp_path / "cfssl")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def _alice(stack: Stack, admin: str) -> str:

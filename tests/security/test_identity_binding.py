@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +65,7 @@ class Bound:
 
 
 @pytest.fixture
-async def bound(memory_stack: Stack, cfssl: CfsslServer) -> AsyncIterator[Bound]:
+async def bound(memory_stack: Stack, cfssl: CfsslServer) -> Bound:
     """alice@corp with an e-mail address; localca and a cfssl CA, each with a DNS-zone template."""
     admin = await memory_stack.admin_token()
     async with memory_stack.client(admin) as client:
@@ -86,7 +85,7 @@ async def bound(memory_stack: Stack, cfssl: CfsslServer) -> AsyncIterator[Bound]
             )
             assert zone.status_code == 200, zone.text
     user = await memory_stack.login("alice@corp", PASSWORD)
-    yield Bound(memory_stack, user, admin, ("localca", "remote"))
+    return Bound(memory_stack, user, admin, ("localca", "remote"))
 
 
 async def enroll(

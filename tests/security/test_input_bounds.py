@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from services.api.params import MAX_ID, MAX_PAGE
 from tests.support.pki import make_csr
-from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.support.stack import Stack
 
 HUGE = 2**63
 PASSWORD = "alice-password-1"
@@ -22,15 +21,6 @@ def refusal(answer: httpx.Response, status: int = 400) -> str:
     assert answer.status_code == status, answer.text
     message: str = answer.json()["result"]["error"]["message"]
     return message
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The system on SQLite and the in-process broker."""
-    settings = settings_for(tmp_path / "data")
-    await prepare(settings)
-    async with running_stack(settings) as running:
-        yield running
 
 
 @pytest.fixture
