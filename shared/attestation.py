@@ -57,8 +57,16 @@ def parse_certificates(pem: str | bytes, field: str = "attestation") -> list[x50
         raise ValueError(f"{field}: larger than {MAX_PEM_BYTES // 1024} KiB")
     try:
         certs = x509.load_pem_x509_certificates(raw.strip())
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
+        # InvalidVersion is no ValueError: an unknown version field must not be a 500.
         raise ValueError(f"{field}: not a PEM-encoded X.509 certificate") from None
+    try:
+        # Names are parsed lazily: read now, a malformed one is this ValueError, not a 500 later.
+        for cert in certs:
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+    except ValueError:
+        raise ValueError(f"{field}: a certificate has a malformed subject or issuer") from None
     return certs
 
 

@@ -61,6 +61,8 @@ def parse_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
             csr = x509.load_der_x509_csr(der)
     except (ValueError, binascii.Error):
         raise CSRError(_NOT_A_CSR) from None
+    except x509.InvalidVersion:
+        raise CSRError("the CSR has an unknown version; PKCS#10 knows only v1") from None
     try:
         csr.public_key()
         valid = csr.is_signature_valid
@@ -76,6 +78,11 @@ def parse_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
         )
     if not valid:
         raise CSRError("the CSR signature does not verify")
+    try:
+        # Names are parsed lazily: read now, a malformed one is a CSRError and not a 500 later.
+        csr.subject.rfc4514_string()
+    except ValueError:
+        raise CSRError("the CSR has a malformed subject") from None
     try:
         csr.extensions  # noqa: B018 - parsing now turns a malformed extension into CSRError
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
@@ -339,7 +346,7 @@ def load_certificate(pem: str | bytes) -> x509.Certificate:
         raise ValueError(f"certificate: larger than {MAX_PEM_BYTES // 1024} KiB")
     try:
         return x509.load_pem_x509_certificate(raw.strip())
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise ValueError("certificate: not a PEM-encoded X.509 certificate") from None
 
 

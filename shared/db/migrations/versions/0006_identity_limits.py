@@ -63,7 +63,7 @@ def _certificate_id(pem: str) -> str | None:
         cert = x509.load_pem_x509_certificate(pem.strip().encode())
         issuer = hashlib.sha256(cert.issuer.public_bytes()).hexdigest()
         return f"{issuer}:{cert.serial_number:x}"
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         return None
 
 
