@@ -67,7 +67,7 @@ class Collector:
             der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(
                 serialization.Encoding.DER
             )
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             self.problems.append(Finding("FATAL", "certlint.unparsable", origin, str(exc)))
             return
         if der not in self.certificates:
