@@ -86,7 +86,11 @@ def load_trust_store(path: Path | None) -> list[x509.Certificate]:
         files = [path]
     trusted: list[x509.Certificate] = []
     for file in files:
-        trusted.extend(x509.load_pem_x509_certificates(read_regular(file, MAX_TRUST_FILE_BYTES)))
+        try:
+            loaded = x509.load_pem_x509_certificates(read_regular(file, MAX_TRUST_FILE_BYTES))
+        except x509.InvalidVersion:
+            raise ValueError(f"{file}: a certificate of an unknown X.509 version") from None
+        trusted.extend(loaded)
     return trusted
 
 

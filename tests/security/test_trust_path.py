@@ -92,3 +92,18 @@ async def test_the_loader_refuses_a_fifo_at_once(tmp_path: Path) -> None:
         for path in (tmp_path, named_pipe):
             with pytest.raises(ValueError, match=r"^ca.pem: not a regular file$"):
                 await asyncio.wait_for(asyncio.to_thread(load_trust_store, path), ANSWER_SECONDS)
+
+
+def test_a_certificate_of_an_unknown_version_is_a_value_error(tmp_path: Path) -> None:
+    import base64
+
+    from tests.support.pki import self_signed_pem
+
+    der = bytearray(base64.b64decode("".join(self_signed_pem().splitlines()[1:-1])))
+    at = der.index(bytes.fromhex("a003020102"))
+    der[at + 4] = 0x05  # X.509 v6 does not exist
+    body = base64.encodebytes(bytes(der)).decode()
+    bundle = tmp_path / "odd.pem"
+    bundle.write_text(f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n")
+    with pytest.raises(ValueError, match=r"unknown X\.509 version"):
+        load_trust_store(bundle)

@@ -72,3 +72,22 @@ def broken_signature(csr_pem: str) -> str:
 
     body = "\n".join(textwrap.wrap(base64.b64encode(bytes(der)).decode(), 64))
     return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}\n-----END CERTIFICATE REQUEST-----\n"
+
+
+def self_signed_pem(common_name: str = "test") -> str:
+    """A self-signed end-entity certificate, PEM, for tests that need any X.509 v3 certificate."""
+    import datetime
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(_KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(_KEY, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
