@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from shared.identity import DEFAULT_SANS, OWNER_EMAIL, check_san_rules
 from shared.pki import MIN_EC_BITS, MIN_RSA_BITS
+from shared.san_rules import DEFAULT_SANS, OWNER_EMAIL, check_san_rules
 from shared.validation import validated
 
 DEFAULT_TEMPLATE = "default"

@@ -7,27 +7,21 @@ the ca_worker's precheck and every connector call it, so all give the same answe
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from shared.csr_rules import CSRPolicy, csr_violation
 from shared.echo import cut, echo
+from shared.name_values import email_problem, text_problem
 from shared.pki import general_name_text, weak_key_reason
+from shared.san_rules import KINDS, OWNER_EMAIL, describe_san_rules, matches, value_problem
 
 SUBJECT_COMPONENTS = ("email", "realm", "givenname", "surname")
-SAN_TYPES = ("DNS", "email", "IP", "URI")
-OWNER_EMAIL = "owner"
-"""The ``email`` SAN rule that allows the owner's own address (and adds it)."""
-DEFAULT_SANS: Mapping[str, tuple[str, ...]] = {"email": (OWNER_EMAIL,)}
-CSR_SUBJECT_MODES = ("replace", "refuse")
 # Attributes a CA type copies from the CSR's subject wherever the subject it is sent lacks them
 # (cfssl fills C, ST, L, O, OU, serialNumber, ... from the CSR): such a CSR is refused.
 CA_KEEPS_FROM_CSR: Mapping[str, frozenset[ObjectIdentifier]] = {
@@ -73,14 +67,6 @@ _LABELS = {
     NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
     NameOID.GIVEN_NAME: "GN",
     NameOID.SURNAME: "SN",
-}
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
-_SAN_KINDS: dict[type[x509.GeneralName], str] = {
-    x509.DNSName: "DNS",
-    x509.RFC822Name: "email",
-    x509.IPAddress: "IP",
-    x509.UniformResourceIdentifier: "URI",
 }
 
 
@@ -231,34 +217,6 @@ def differences(
     return "; ".join(problems)
 
 
-def check_san_rules(sans: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
-    """Validated SAN rules (type to value rules); ValueError naming the bad rule."""
-    checked: dict[str, tuple[str, ...]] = {}
-    for kind, values in sans.items():
-        if kind not in SAN_TYPES:
-            raise ValueError(f"unknown SAN type {kind!r}; known: {', '.join(SAN_TYPES)}")
-        if isinstance(values, str):
-            raise ValueError(f"{kind}: give a list of value rules")
-        rules = tuple(dict.fromkeys(str(v).strip() for v in values))
-        for rule in rules:
-            problem = _rule_problem(kind, rule)
-            if problem:
-                raise ValueError(f"{kind} rule {echo(rule)}: {problem}")
-        checked[kind] = rules
-    return checked
-
-
-def describe_san_rules(sans: Mapping[str, Sequence[str]]) -> str:
-    """The SAN rules in words, for refusals."""
-    if not sans:
-        return "none"
-    parts = []
-    for kind, rules in sans.items():
-        words = ["the owner's address" if r == OWNER_EMAIL else r for r in rules]
-        parts.append(f"{kind}: {', '.join(words) or 'none'}")
-    return "; ".join(parts)
-
-
 # --- the subject ---------------------------------------------------------------------------
 
 
@@ -312,7 +270,9 @@ def _check_text_attribute(attribute: x509.NameAttribute[str | bytes], where: str
     label = _label(attribute)
     if not isinstance(value, str):
         raise Refused(f"{where}: {label} is not a text value")
-    _check_text(value, f"{where} {label}")
+    problem = text_problem(value)
+    if problem:
+        raise Refused(f"{where} {label}: {problem}")
     return value
 
 
@@ -351,14 +311,14 @@ def _sans(
         _check_email(owner.email, "user: the owner's e-mail address")
         chosen.append(x509.RFC822Name(owner.email))
     for name in requested:
-        kind = _SAN_KINDS.get(type(name))
+        kind = KINDS.get(type(name))
         text = cut(general_name_text(name), _NAME_MAX)
         if kind is None or kind not in allowed:
             raise Refused(_not_allowed(text, template, rules))
-        problem = _value_problem(kind, name)
+        problem = value_problem(kind, name)
         if problem:
             raise Refused(f"request: subjectAltName {text!r} is not a valid {kind} name: {problem}")
-        if not any(_matches(kind, name, rule, owner) for rule in allowed[kind]):
+        if not any(matches(kind, name, rule, owner.email) for rule in allowed[kind]):
             raise Refused(_not_allowed(text, template, rules))
         name = _canonical(name, owner)
         if name not in chosen:
@@ -382,120 +342,8 @@ def _not_allowed(text: str, template: str, rules: IdentityRules) -> str:
     )
 
 
-def _value_problem(kind: str, name: x509.GeneralName) -> str | None:
-    """Why a SAN's value is not valid for its type, or None."""
-    value = name.value
-    if kind == "IP":
-        return (
-            None
-            if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address)
-            else ("a network is not an address")
-        )
-    assert isinstance(value, str)
-    try:
-        _check_text(value, kind)
-    except Refused as exc:
-        return str(exc).partition(": ")[2] or str(exc)
-    if kind == "DNS":
-        # A user certificate names hosts, never every host of a zone.
-        return "wildcards are not certified" if "*" in value else _dns_problem(value)
-    if kind == "email":
-        return _email_problem(value)
-    return _uri_problem(value)
-
-
-def _matches(kind: str, name: x509.GeneralName, rule: str, owner: Owner) -> bool:
-    value = name.value
-    if kind == "IP":
-        return value in ipaddress.ip_network(rule, strict=False)
-    assert isinstance(value, str)
-    if kind == "email":
-        if rule == OWNER_EMAIL:
-            return bool(owner.email) and value.lower() == owner.email.lower()
-        return value.lower().endswith("@" + rule.removeprefix("*@").lower())
-    if kind == "DNS":
-        host, pattern = value.lower(), rule.lower()
-        # "*.zone" allows names under the zone (any depth), not the zone itself.
-        return host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
-    if rule.endswith("*"):
-        return value.startswith(rule[:-1])
-    return value == rule
-
-
-def _rule_problem(kind: str, rule: str) -> str | None:
-    """Why a template's SAN value rule is unusable, or None."""
-    if not rule:
-        return "empty"
-    if kind == "email":
-        if rule == OWNER_EMAIL:
-            return None
-        domain = rule.removeprefix("*@")
-        if domain == rule:
-            return f"use {OWNER_EMAIL!r} or '*@<domain>'"
-        return _dns_problem(domain)
-    if kind == "DNS":
-        return _dns_problem(rule.removeprefix("*."))
-    if kind == "IP":
-        try:
-            ipaddress.ip_network(rule, strict=False)
-        except ValueError:
-            return "not an IP address or network (CIDR)"
-        return None
-    base = rule.removesuffix("*")
-    return _uri_problem(base if "://" in base else base + "://x")
-
-
-# --- values ---------------------------------------------------------------------------------
-
-
-def _check_text(value: str, where: str) -> None:
-    """Refuse control, format and other invisible characters (CR, LF, NUL, bidi overrides)."""
-    for char in value:
-        if unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp"):
-            raise Refused(f"{where}: contains the control character U+{ord(char):04X}")
-    if not value.strip():
-        raise Refused(f"{where}: is empty")
-
-
 def _check_email(value: str, where: str) -> None:
-    _check_text(value, where)
-    problem = _email_problem(value)
+    """Refuse an address a certificate cannot carry."""
+    problem = text_problem(value) or email_problem(value)
     if problem:
         raise Refused(f"{where} {echo(value)} is not a valid e-mail address: {problem}")
-
-
-def _email_problem(value: str) -> str | None:
-    local, at, domain = value.rpartition("@")
-    if not at or not _EMAIL_LOCAL.match(local):
-        return "expected local-part@domain in ASCII"
-    return _dns_problem(domain)
-
-
-def _dns_problem(value: str) -> str | None:
-    if not value.isascii():
-        return "not ASCII (use the A-label form, xn--)"
-    if len(value) > 253:
-        return "longer than 253 characters"
-    labels = value.lower().split(".")
-    if len(labels) < 2 and value != "localhost":
-        return "not a fully qualified name"
-    for label in labels:
-        if not _LABEL.match(label):
-            return f"label {echo(label)} is not letters, digits and inner hyphens (1-63)"
-    return None
-
-
-def _uri_problem(value: str) -> str | None:
-    if not value.isascii() or any(c.isspace() for c in value):
-        return "a URI is ASCII without spaces"
-    try:
-        parts = urlsplit(value)
-    except ValueError as exc:
-        return str(exc)
-    if not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme or ""):
-        return "no scheme"
-    if parts.scheme in ("http", "https", "ldap", "ldaps") and not parts.hostname:
-        return "no host"
-    if parts.username or parts.password:
-        return "user information is not allowed"
-    return None

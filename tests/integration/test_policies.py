@@ -206,7 +206,7 @@ async def test_invalid_policies_are_refused_and_change_nothing(tmp_path: Path) -
             (
                 "p",
                 {"scope": "enroll", "action": "certificate_request_subject_component=phone"},
-                "action: certificate_request_subject_component must be email and/or realm",
+                "action: certificate_request_subject_component must be among email, realm, givenname",
             ),
             (
                 "p",

@@ -14,13 +14,13 @@ from enum import StrEnum
 
 from shared.attestation import AttestationMode
 from shared.echo import echo
+from shared.identity import SUBJECT_COMPONENTS
 
 ActionValue = bool | int | str
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
 MAX_LIMIT = 1_000_000
 MAX_PATH = 1024
-SUBJECT_COMPONENTS = ("email", "realm")
 
 
 class Scope(StrEnum):
@@ -94,7 +94,7 @@ def _read_name(raw: object) -> str:
 
 
 def _read_components(raw: object) -> str:
-    """``email`` and/or ``realm``, space or comma separated (or a list); kept sorted."""
+    """Owner attributes (email, realm, ...), space or comma separated (or a list); sorted."""
     if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
         words = [w for item in raw for w in re.split(r"[\s,]+", item) if w]
     else:
@@ -102,7 +102,7 @@ def _read_components(raw: object) -> str:
     unknown = [w for w in words if w not in SUBJECT_COMPONENTS]
     if unknown or not words:
         raise ValueError(
-            f"must be {' and/or '.join(SUBJECT_COMPONENTS)} (space separated), "
+            f"must be among {', '.join(SUBJECT_COMPONENTS)} (space separated), "
             f"not {echo(unknown[0] if unknown else raw)}"
         )
     return " ".join(sorted(set(words)))

@@ -16,8 +16,9 @@ from shared.ca_templates import (
     DEFAULT_TEMPLATE,
     TemplateOptions,
 )
-from shared.identity import DEFAULT_SANS, Owner
+from shared.identity import Owner
 from shared.pki import MIN_EC_BITS, MIN_RSA_BITS
+from shared.san_rules import DEFAULT_SANS
 
 
 @dataclass(frozen=True)
