@@ -13,13 +13,20 @@ import pytest
 from sqlalchemy import select
 
 from services.api.app import create_app
-from services.runtime import http_server
 from shared.config import Settings
 from shared.db.models import RateLimit
 from shared.db.session import Database
 from shared.messaging.base import Broker
 from tests.support.pki import make_csr
-from tests.support.stack import ADMIN, ADMIN_PASSWORD, Stack, prepare, running_stack, settings_for
+from tests.support.stack import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    Stack,
+    prepare,
+    running_stack,
+    serving,
+    settings_for,
+)
 
 PASSWORD = "Alice-Rate-Pw-2b8e"
 # Windows are fixed and numbered from the epoch: a day-long one is not crossed during a test.
@@ -40,17 +47,10 @@ async def limited(tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
 async def another_api(settings: Settings, broker: Broker) -> AsyncIterator[str]:
     """A second api on the same database, with its own engine and its own counts."""
     db = Database(settings.resolved_database_url)
-    server = http_server(create_app(settings, broker, manage_broker=False, db=db), "127.0.0.1", 0)
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        async with serving(create_app(settings, broker, manage_broker=False, db=db)) as url:
+            yield url
     finally:
-        server.should_exit = True
-        await task
         await db.dispose()
 
 

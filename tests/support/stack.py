@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +82,22 @@ async def prepare(settings: Settings, ca: str = "localca") -> None:
 
 
 @asynccontextmanager
+async def serving(app: Any, trusted_proxies: Sequence[str] = ()) -> AsyncIterator[str]:
+    """*app* served over real HTTP on 127.0.0.1 and an ephemeral port; yields its base URL."""
+    server = http_server(app, "127.0.0.1", 0, trusted_proxies)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
 async def running_stack(settings: Settings, *, worker: bool = True) -> AsyncIterator[Stack]:
     """api, ca_worker and notifier in this event loop; the api on an ephemeral port."""
     db = Database(settings.resolved_database_url)
@@ -93,18 +109,10 @@ async def running_stack(settings: Settings, *, worker: bool = True) -> AsyncIter
         await ca_worker.start()
     await notifier.start()
     app = create_app(settings, broker, manage_broker=False, db=db)
-    server = http_server(app, "127.0.0.1", 0, settings.trusted_proxies)
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield Stack(f"http://127.0.0.1:{port}", settings, db, broker, ca_worker)
+        async with serving(app, settings.trusted_proxies) as url:
+            yield Stack(url, settings, db, broker, ca_worker)
     finally:
-        server.should_exit = True
-        await task
         await notifier.stop()
         await ca_worker.stop()
         await broker.close()
