@@ -128,6 +128,16 @@ class Decision:
         return [general_name_text(name) for name in self.sans]
 
 
+OWNER_ATTRIBUTES = ("email", "givenname", "surname")
+"""What a job carries of its owner besides login and realm (shared.jobs.SignRequest.owner)."""
+
+
+def owner_of_job(username: str, realm: str, attributes: Mapping[str, str], enrolled: str) -> Owner:
+    """The owner as a job carries them; *enrolled* is the token's ``enrolled_by``."""
+    email, givenname, surname = (str(attributes.get(name) or "") for name in OWNER_ATTRIBUTES)
+    return Owner(username, realm, email, givenname, surname, by_admin(enrolled))
+
+
 def enrolled_by(role: str, username: str) -> str:
     """Who enrolled a token, as its info records it: ``role:name``."""
     return f"{role}:{username}"

@@ -47,6 +47,9 @@ class SignRequest:
     info: dict[str, Any] = field(default_factory=dict)
     # Set for genkey: *request* is then empty until the ca_worker made the key and CSR.
     keygen: KeySpec | None = None
+    # The owner's e-mail, givenname and surname as the api read them when it decided the
+    # certificate's names; None in jobs of older releases (the ca_worker reads the user then).
+    owner: dict[str, str] | None = None
 
     def to_data(self) -> dict[str, Any]:
         """The job's CloudEvent data."""
@@ -66,11 +69,17 @@ class SignRequest:
             raise MalformedJob("csr.sign job info must be an object")
         raw_keygen = data.get("keygen")
         keygen = KeySpec.from_data(raw_keygen) if raw_keygen is not None else None
+        owner = data.get("owner")
+        if owner is not None and not (
+            isinstance(owner, dict) and all(isinstance(v, str) for v in owner.values())
+        ):
+            raise MalformedJob("csr.sign job owner must be an object of strings")
         return cls(
             **values,
             tokentype=str(data.get("tokentype", "certificate")),
             info=info,
             keygen=keygen,
+            owner=owner,
         )
 
 

@@ -30,7 +30,7 @@ from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User
 from shared.db.session import Database
 from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
 from shared.events import new_event
-from shared.identity import Owner, Refused, by_admin, decide, owner_subject
+from shared.identity import OWNER_ATTRIBUTES, Owner, Refused, decide, owner_of_job, owner_subject
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import (
@@ -243,6 +243,10 @@ def _decided(
     if isinstance(options, _Unusable):
         raise ParameterError(f"template: {name!r} has invalid stored options: {options.reason}")
     owner = owner_from(user, request)
+    # The ca_worker decides again with the same owner, without reading the user store.
+    request = dataclasses.replace(
+        request, owner={name: getattr(owner, name) for name in OWNER_ATTRIBUTES}
+    )
     if request.keygen is not None:
         violation = keytype_violation(request.keygen.keytype, name, options)
         if violation:
@@ -268,10 +272,9 @@ def _decided(
 
 def owner_from(user: User, request: SignRequest) -> Owner:
     """The owner of *request*'s token as the decision sees them."""
+    attributes = {name: getattr(user, name) or "" for name in OWNER_ATTRIBUTES}
     enrolled = str(request.info.get("enrolled_by", ""))
-    return Owner(
-        user.username, user.realm, user.email, user.givenname, user.surname, by_admin(enrolled)
-    )
+    return owner_of_job(user.username, user.realm, attributes, enrolled)
 
 
 def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:

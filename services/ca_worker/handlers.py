@@ -29,7 +29,7 @@ from services.ca_worker.tokenkeys import FreshKey, TokenKeys
 from shared.ca_jobs import Poll
 from shared.db.models import OutboxMessage, User, utcnow
 from shared.db.session import Database
-from shared.identity import Owner, by_admin
+from shared.identity import OWNER_ATTRIBUTES, Owner, owner_of_job
 from shared.jobs import SignRequest
 from shared.messaging.base import Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay
@@ -54,8 +54,16 @@ async def owner_of(db: Database, username: str, realm: str, enrolled: str) -> Ow
                 )
             )
         ).first()
-    email, givenname, surname = row or ("", "", "")
-    return Owner(username, realm, email, givenname, surname, by_admin(enrolled))
+    attributes = dict(zip(OWNER_ATTRIBUTES, row or (), strict=False))
+    return owner_of_job(username, realm, attributes, enrolled)
+
+
+async def job_owner(db: Database, job: SignRequest) -> Owner:
+    """The owner the api decided for (carried in the job), or as the user store says."""
+    enrolled = str(job.info.get("enrolled_by", ""))
+    if job.owner is None:  # a job of an older release
+        return await owner_of(db, job.username, job.realm, enrolled)
+    return owner_of_job(job.username, job.realm, job.owner, enrolled)
 
 
 def for_job(template: Template, job: SignRequest) -> Template:
@@ -95,9 +103,7 @@ class SignHandler:
 
         refused: Denied | None = None
         fresh: FreshKey | None = None
-        owner = await owner_of(
-            self._db, job.username, job.realm, str(job.info.get("enrolled_by", ""))
-        )
+        owner = await job_owner(self._db, job)
         if job.keygen is not None:
             made = await self._keys.csr_for(job, owner)
             if made is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-from shared.db.models import Token
+from services.ca_worker.handlers import job_owner
+from shared.db.models import OutboxMessage, Token
+from shared.identity import Owner
+from shared.jobs import SignRequest
 from tests.support.cfssl import CfsslServer
 from tests.support.stack import Stack
 
@@ -220,3 +225,17 @@ async def test_a_refusing_template_refuses_a_foreign_subject(bound: Bound) -> No
     assert names_of(answer) == ("OU=corp,CN=alice", [f"RFC822Name:{ALICE_MAIL}"])
     empty = await enroll(bound, False, csr([]), "localca", "strict")
     assert names_of(empty)[0] == "OU=corp,CN=alice"
+
+
+async def test_the_job_carries_the_owner_the_api_decided_for(bound: Bound) -> None:
+    answer = await enroll(bound, False, csr(FOREIGN_CN), "localca")
+    serial = answer.json()["detail"]["serial"]
+    async with bound.stack.db.read() as session:
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    [job] = [r for r in rows if r.routing_key == "csr.sign" and serial in r.body]
+    data = SignRequest.from_data(json.loads(job.body)["data"])
+    assert data.owner == {"email": ALICE_MAIL, "givenname": "", "surname": ""}
+    # A job of an older release carries none: the ca_worker reads the user store instead.
+    older = dataclasses.replace(data, owner=None)
+    assert await job_owner(bound.stack.db, older) == Owner("alice", "corp", ALICE_MAIL)
+    assert await job_owner(bound.stack.db, data) == Owner("alice", "corp", ALICE_MAIL)
