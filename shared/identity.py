@@ -39,7 +39,7 @@ CA_KEEPS_FROM_CSR: Mapping[str, frozenset[ObjectIdentifier]] = {
     )
 }
 
-_ADMIN_PREFIX = "admin:"
+_ADMIN_ROLE = "admin"
 _NAME_MAX = 120  # a name (SAN, attributes) quoted in a refusal, in characters
 _COMPONENT_OIDS = {
     "email": NameOID.EMAIL_ADDRESS,
@@ -143,9 +143,15 @@ def enrolled_by(role: str, username: str) -> str:
     return f"{role}:{username}"
 
 
+def enrolling_admin(enrolled: str) -> str:
+    """The administrator an ``enrolled_by`` value names, or "" when a user enrolled."""
+    role, _, name = enrolled.partition(":")
+    return name if role == _ADMIN_ROLE else ""
+
+
 def by_admin(enrolled: str) -> bool:
     """Whether an ``enrolled_by`` value names an administrator."""
-    return enrolled.startswith(_ADMIN_PREFIX)
+    return bool(enrolling_admin(enrolled))
 
 
 def decide(

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from services.api import audit
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollIntent, SerialTaken
+from shared import identity
 from shared.db.models import OutboxMessage, Token
 from shared.domain import FINAL_FOR_INIT, RolloutState, new_serial
 from shared.jobs import SignRequest
@@ -34,7 +35,7 @@ _SERIAL_ATTEMPTS = 5
 
 def enrolled_by(caller: Identity) -> str:
     """Who enrolled a token, as its info records it: ``role:name``."""
-    return f"{caller.role}:{caller.username}"
+    return identity.enrolled_by(caller.role, caller.username)
 
 
 async def with_free_serial(store: Callable[[str], Awaitable[T]]) -> tuple[str, T]:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Admin, EventHandler, SmtpServer, Token, User
 from shared.events import CloudEvent
+from shared.identity import enrolling_admin
 from shared.notification.handlers import HandlerSpec
 from shared.notification.planning import EventContext, Person
 from shared.notification.vocabulary import Option
@@ -77,9 +78,7 @@ async def load_context(
                 userid=user.id,
             )
     admin_names = {str(data.get("admin") or "")}
-    enrolled_by = str(tokeninfo.get("enrolled_by") or "")
-    if enrolled_by.startswith("admin:"):
-        admin_names.add(enrolled_by.partition(":")[2])
+    admin_names.add(enrolling_admin(str(tokeninfo.get("enrolled_by") or "")))
     servers: set[str] = set()
     for handler in handlers:
         admin_names.add(handler.options.get(Option.TO_INTERNAL_ADMIN, ""))
