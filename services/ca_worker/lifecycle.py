@@ -24,7 +24,7 @@ from services.ca_worker.connectors.local import LocalConnector
 from services.ca_worker.handlers import owner_of
 from services.ca_worker.jobs import read_job
 from services.ca_worker.outcomes import issued_info
-from services.ca_worker.polling import poll_message
+from services.ca_worker.polling import poll_message, poll_outbox
 from services.ca_worker.precheck import postcheck
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenkeys import SECRETS_DROPPED, TokenKeys
@@ -41,7 +41,7 @@ from shared.db.session import Database
 from shared.domain import EventType, RolloutState
 from shared.events import new_event
 from shared.messaging.base import Broker, Message, Reject, RetryLater
-from shared.messaging.outbox import OutboxRelay, outbox_message
+from shared.messaging.outbox import OutboxRelay, insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
 from shared.pki import certificate_id, load_certificate
 from shared.token_events import CA_DETAIL, token_event_data
@@ -205,16 +205,30 @@ class Lifecycle:
     async def _hand_to_ca(
         self, request: CARequest, result: Pending, connector: Connector, cid: str
     ) -> None:
-        """After approval the CA itself holds the request: remember its id and poll it."""
+        """After approval the CA itself holds the request: remember its id and poll it.
+
+        The first poll is written to the outbox in the same transaction: a redelivered approval
+        finds the request handed over and stops, so the poll must not depend on a publish.
+        """
+        rows: list[OutboxMessage] = []
+        if connector.polls:
+            poll = Poll(request.id, request.ca, 0)
+            rows.append(poll_outbox(poll, self._poll_delays, cid, self._lease))
         async with self._db.write() as session:
-            await session.execute(
+            handed = await session.execute(
                 update(CARequest)
-                .where(CARequest.id == request.id, CARequest.status == "pending")
+                .where(
+                    CARequest.id == request.id,
+                    CARequest.status == "pending",
+                    CARequest.kind == "approval",
+                )
                 .values(kind="ca", remote_id=result.request_id, updated_at=utcnow())
             )
-        if connector.polls:
-            queue, first = poll_message(Poll(request.id, request.ca, 0), self._poll_delays, cid)
-            await self._broker.publish("", queue, first)
+            if not handed.rowcount:  # type: ignore[attr-defined]
+                # A concurrent delivery of the approval handed it over (and scheduled its poll).
+                return
+            await insert_outbox(session, rows)
+        await self._relay.send(rows)
 
     async def _settle(
         self,

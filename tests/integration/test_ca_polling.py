@@ -7,7 +7,9 @@ answers pending, then pending again, then issues with the local CA's key (or ref
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -20,12 +22,18 @@ from services.ca_worker.connectors.base import (
     Template,
 )
 from services.ca_worker.connectors.local import LocalConnector
+from services.ca_worker.lifecycle import Lifecycle
 from services.ca_worker.registry import _FACTORIES, register_connector_type
+from services.ca_worker.tokenkeys import TokenKeys
 from shared.db.models import CAConnector
 from shared.identity import Owner
+from shared.messaging.base import Message
+from shared.messaging.memory import MemoryBroker
+from shared.messaging.topology import CA_WORKER_QUEUE
+from shared.security import SecretBox
 from tests.integration.test_ca_approval import watch
 from tests.support.pki import make_csr
-from tests.support.stack import Stack
+from tests.support.stack import Stack, prepare, running_stack, settings_for
 
 
 class ScriptedCA(Connector):
@@ -68,6 +76,15 @@ class ScriptedCA(Connector):
 
 @pytest.fixture
 def scripted(stack: Stack) -> Iterator[None]:
+    yield from _scripted(stack)
+
+
+@pytest.fixture
+def scripted_idle(idle_worker: Stack) -> Iterator[None]:
+    yield from _scripted(idle_worker)
+
+
+def _scripted(stack: Stack) -> Iterator[None]:
     settings = stack.settings
 
     def factory(row: CAConnector, _secrets: dict[str, str]) -> Connector:
@@ -154,3 +171,74 @@ async def test_a_certificate_the_ca_issues_beyond_the_decision_is_not_handed_out
     assert "subject 'CN=admin'" in denied["info"]["reason"]
     assert "not what certtoken decided" in denied["info"]["reason"]
     assert "certificate" not in denied["info"]
+
+
+@pytest.fixture
+async def idle_worker(tmp_path: Path) -> AsyncIterator[Stack]:
+    """The system with a ca_worker that consumes nothing: the test hands it the jobs."""
+    settings = settings_for(tmp_path / "data", init_wait_seconds=0.2)
+    await prepare(settings)
+    async with running_stack(settings, worker=False) as running:
+        yield running
+
+
+@pytest.mark.usefixtures("scripted_idle")
+async def test_an_approval_whose_first_poll_cannot_be_published_is_still_polled(
+    idle_worker: Stack,
+) -> None:
+    stack, worker = idle_worker, idle_worker.worker
+    jobs: list[Message] = []
+
+    async def capture(message: Message) -> None:
+        jobs.append(message)
+
+    async def next_job(kind: str) -> Message:
+        for _ in range(200):
+            for job in jobs:
+                if job.type == kind:
+                    jobs.remove(job)
+                    return job
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {kind} job")
+
+    consumer = await stack.broker.consume(CA_WORKER_QUEUE, capture)
+    async with stack.db.write() as session:
+        session.add(CAConnector(name="msca", type="scripted", options={}, cacert=""))
+    async with stack.client(await stack.admin_token()) as admin:
+        assert (await admin.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
+        made = await admin.post("/caconnector/msca/templates/held", json={"approval": "required"})
+        assert made.status_code == 200, made.text
+        answer = await admin.post(
+            "/token/init",
+            json={"request": make_csr(), "ca": "msca", "template": "held", "user": "alice@corp"},
+        )
+        serial = answer.json()["detail"]["serial"]
+        await worker.router(await next_job("csr.sign"))
+        held = await wait_state(admin, serial, "pending")
+        approved = await admin.post(f"/ca/msca/requests/{held['info']['request_id']}/approve")
+        assert approved.status_code == 200, approved.text
+        approve = await next_job("ca.approve")
+
+        # The CA takes the request and answers pending; the broker is gone at that moment.
+        gone = MemoryBroker()
+        await gone.close()
+        cut_off = Lifecycle(
+            stack.db,
+            worker.registry,
+            worker.relay,
+            gone,
+            stack.settings.retry_delays_ms,
+            worker.publisher.refresh,
+            worker.relay.lease,
+            TokenKeys(stack.db, SecretBox(stack.settings.resolved_secret_key), worker.keys),
+        )
+        with contextlib.suppress(RuntimeError):
+            await cut_off.approve(approve)
+        await worker.router(approve)  # the redelivery
+        # Every job that follows goes to the ca_worker, until the CA has decided.
+        for _ in range(3):
+            await worker.router(await next_job("ca.poll"))
+        enrolled = await wait_state(admin, serial, "enrolled")
+    await consumer.stop()
+    assert "BEGIN CERTIFICATE" in enrolled["info"]["certificate"]
+    assert ScriptedCA.calls == {"MS-1": 3}
