@@ -59,7 +59,12 @@ def broker_for(settings: Settings) -> Broker:
     if settings.amqp_url:
         from shared.messaging.amqp import AmqpBroker
 
-        return AmqpBroker(settings.amqp_url, **kwargs)
+        return AmqpBroker(
+            settings.amqp_url,
+            queue_type=settings.queue_type,
+            delivery_limit=settings.delivery_limit,
+            **kwargs,
+        )
     from shared.messaging.memory import MemoryBroker
 
     return MemoryBroker(**kwargs)

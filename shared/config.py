@@ -7,6 +7,7 @@ import secrets
 from functools import cached_property
 from ipaddress import ip_network
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     prefetch: int = Field(default=64, gt=0)
+    # RabbitMQ queue type of the work, parking and delay queues: quorum (replicated; RabbitMQ
+    # 3.10+) or classic. A queue's type cannot change in place (see the README).
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    # Deliveries without an ack (crashing consumers) before a quorum queue parks a message.
+    delivery_limit: int = Field(default=20, ge=1, le=1000)
     retry_delays_ms: list[int] = Field(default=[1000, 5000, 30000, 120000])
     max_attempts: int = Field(default=6, gt=0)
     outbox_batch: int = Field(default=200, gt=0)

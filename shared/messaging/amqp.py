@@ -7,7 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 from aio_pika.abc import (
@@ -41,6 +41,9 @@ EXCHANGES = {
     JOBS_EXCHANGE: aio_pika.ExchangeType.DIRECT,
     EVENTS_EXCHANGE: aio_pika.ExchangeType.TOPIC,
 }
+QueueType = Literal["quorum", "classic"]
+# Deliveries of one message without an ack (consumer crashes) before a quorum queue parks it.
+DEFAULT_DELIVERY_LIMIT = 20
 PUBLISH_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -58,8 +61,14 @@ class AmqpBroker(Broker):
         max_attempts: int = 6,
         queues: Sequence[QueueSpec] = WORK_QUEUES,
         connection_name: str = "certtoken",
+        queue_type: QueueType = "quorum",
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
     ) -> None:
         validate_policy(prefetch, retry_delays_ms, max_attempts)
+        if delivery_limit < 1:
+            raise ValueError("delivery_limit must be at least 1")
+        self.queue_type: QueueType = queue_type
+        self.delivery_limit = delivery_limit
         self._url = url
         self.prefetch = prefetch
         self.retry_delays_ms = tuple(retry_delays_ms)
@@ -246,22 +255,38 @@ class AmqpBroker(Broker):
         main = await channel.declare_queue(
             spec.name,
             durable=True,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": spec.parking},
+            arguments=self._arguments(spec.parking, poison=True),
         )
         for key in spec.routing_keys:
             await main.bind(spec.exchange, key)
-        await channel.declare_queue(spec.parking, durable=True)
+        await channel.declare_queue(spec.parking, durable=True, arguments=self._arguments())
         for delay in sorted(set(self.retry_delays_ms)):
             await channel.declare_queue(
                 spec.retry_queue(delay),
                 durable=True,
-                arguments={
-                    "x-message-ttl": delay,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": spec.name,
-                },
+                arguments={**self._arguments(spec.name), "x-message-ttl": delay},
             )
         return main
+
+    def _arguments(self, dead_letter_to: str = "", *, poison: bool = False) -> dict[str, Any]:
+        """Queue arguments: its type, where dead letters go, and the poison-message limit."""
+        arguments: dict[str, Any] = {"x-queue-type": self.queue_type}
+        if dead_letter_to:
+            arguments.update(
+                {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_letter_to}
+            )
+        if self.queue_type == "quorum":
+            if dead_letter_to:
+                # Dead letters move only once the target queue confirmed them (RabbitMQ 3.10+);
+                # that strategy needs publishers refused, not messages dropped, when full.
+                arguments.update(
+                    {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+                )
+            if poison:
+                # A message that keeps crashing its consumer (redelivered, never settled) is
+                # parked after this many deliveries instead of looping forever.
+                arguments["x-delivery-limit"] = self.delivery_limit
+        return arguments
 
     def _conn(self) -> AbstractRobustConnection:
         if self._connection is None:
