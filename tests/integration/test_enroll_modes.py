@@ -167,7 +167,8 @@ async def test_attestation_modes(attested: Stack) -> None:
             assert (await _counts(attested))[0] == before[0] + 1
         else:
             assert _error(missing).startswith("attestation: missing")
-            assert await _counts(attested) == before
+            # Token and job are stored together; the outbox itself shrinks as the relay sends.
+            assert (await _counts(attested))[0] == before[0]
 
 
 def _uploadable(**dates: Any) -> str:
