@@ -291,7 +291,7 @@ class Lifecycle:
                 admin=admin,
             )
             rows.append(self._event(EventType.TOKEN_UPDATE, serial, data, cid))
-            session.add_all(rows)
+            await insert_outbox(session, rows)
         log.info("held request settled", extra={"serial": serial, "rollout_state": end.state.value})
         await self._relay.send(rows)
 
@@ -391,7 +391,7 @@ class Lifecycle:
                 await session.delete(token)
                 # A deleted token's generated key and PKCS#12 go with it.
                 await session.execute(sql_delete(TokenKey).where(TokenKey.serial == job.serial))
-            session.add_all(rows)
+            await insert_outbox(session, rows)
         log.info("token retired", extra={"serial": job.serial, "deleted": delete})
         return revoked, rows
 

@@ -45,19 +45,6 @@ def outbox_message(
     )
 
 
-def enqueue(
-    session: AsyncSession,
-    exchange: str,
-    routing_key: str,
-    event: CloudEvent,
-    lease: timedelta = DEFAULT_LEASE,
-) -> OutboxMessage:
-    """Add *event* to the outbox inside the caller's transaction, claimed by the caller."""
-    row = outbox_message(exchange, routing_key, event, lease)
-    session.add(row)
-    return row
-
-
 async def insert_outbox(session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
     """Insert many outbox rows in one statement (the batch path; no ORM bookkeeping)."""
     if rows:

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain import TOKEN_TYPE, EventType, RolloutState
+from shared.messaging.topology import MAIL_RETRY
 
 HANDLER_MODULE = "UserNotification"
 ACTION_SENDMAIL = "sendmail"
@@ -14,7 +15,7 @@ EVENT_NAMES: tuple[str, ...] = tuple(e.value for e in EventType)
 TOKEN_TYPES: tuple[str, ...] = (TOKEN_TYPE,)
 ROLLOUT_STATES: tuple[str, ...] = tuple(s.value for s in RolloutState)
 
-JOB_MAIL_RETRY = "mail.retry"
+JOB_MAIL_RETRY = MAIL_RETRY
 """CloudEvent type of an administrator's retry of a failed delivery."""
 
 

@@ -23,6 +23,7 @@ from services.api.params import body_doc, parse
 from shared.ca_jobs import Decision
 from shared.db.models import CAConnector, CAPublication, CARequest, utcnow
 from shared.echo import echo
+from shared.messaging.outbox import insert_outbox
 from shared.messaging.topology import CA_APPROVE, CA_DENY
 from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import SecretBox
@@ -127,7 +128,7 @@ async def _decide(
                 current = await session.get(CARequest, request_id)
                 assert current is not None
                 _check_open(current)
-            session.add(row)
+            await insert_outbox(session, [row])
         await ctx.relay.send([row])
         data = await wait_for(ctx, future)
     finally:

@@ -13,6 +13,7 @@ from services.api.auth import Admin, Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import Conflict, NotFound, ParameterError
+from services.api.jobs import job_row
 from services.api.notification_schemas import DryRunBody, EventHandlerBody
 from services.api.params import (
     Page,
@@ -29,10 +30,9 @@ from services.api.tokens import page_links
 from shared.db.models import Admin as AdminRow
 from shared.db.models import EventHandler, MailDelivery, SmtpServer
 from shared.echo import echo
-from shared.events import CloudEvent, new_event
-from shared.logs import correlation_id
-from shared.messaging.outbox import enqueue
-from shared.messaging.topology import JOBS_EXCHANGE, MAIL_RETRY
+from shared.events import CloudEvent
+from shared.messaging.outbox import insert_outbox
+from shared.messaging.topology import MAIL_RETRY
 from shared.notification.context import load_context, load_handlers
 from shared.notification.handlers import (
     HandlerError,
@@ -46,7 +46,6 @@ from shared.notification.vocabulary import (
     CONDITIONS,
     EVENT_NAMES,
     HANDLER_MODULE,
-    JOB_MAIL_RETRY,
     POSITION_POST,
     DeliveryStatus,
     Option,
@@ -186,11 +185,9 @@ async def retry_delivery(delivery_id: PathId, ctx: Context, _admin: Admin) -> JS
         raise Conflict(f"delivery: {delivery_id} is {row.status}; only failed ones are retried")
     if not row.address or not row.message:
         raise Conflict(f"delivery: {delivery_id} has nothing to resend ({row.error})")
-    job = new_event(
-        JOB_MAIL_RETRY, SOURCE, str(delivery_id), {"delivery_id": delivery_id}, correlation_id.get()
-    )
+    outbox_row = job_row(ctx, MAIL_RETRY, str(delivery_id), {"delivery_id": delivery_id})
     async with ctx.db.write() as session:
-        outbox_row = enqueue(session, JOBS_EXCHANGE, MAIL_RETRY, job, ctx.relay.lease)
+        await insert_outbox(session, [outbox_row])
     await ctx.relay.send([outbox_row])
     return ok(True, {"delivery_id": delivery_id, "status": "queued"})
 

@@ -21,6 +21,7 @@ from services.api.tokens import page_links, token_for, token_view
 from shared.ca_jobs import Retirement
 from shared.db.models import Token
 from shared.domain import EventType, RolloutState
+from shared.messaging.outbox import insert_outbox
 from shared.messaging.topology import CA_DELETE, CA_REVOKE
 
 router = APIRouter(prefix="/token", tags=["token"])
@@ -116,7 +117,7 @@ async def _retire(ctx: ApiContext, kind: str, job: Retirement, until: EventType)
     try:
         row = job_row(ctx, kind, job.serial, job.to_data())
         async with ctx.db.write() as session:
-            session.add(row)
+            await insert_outbox(session, [row])
         await ctx.relay.send([row])
         data = await wait_for(ctx, future)
     finally:
