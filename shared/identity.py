@@ -217,7 +217,7 @@ def differences(
     problems = []
     if cert.public_key() != csr.public_key():
         problems.append("a different public key")
-    if cert.subject != decided.subject:
+    if _attributes(cert.subject) != _attributes(decided.subject):
         problems.append(f"subject {cert.subject.rfc4514_string()!r}")
     try:
         sans = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
@@ -303,6 +303,11 @@ def _check_attribute(attribute: x509.NameAttribute[str | bytes], where: str) -> 
         raise Refused(f"{where}: C must be a two-letter country code")
     if attribute.oid == NameOID.EMAIL_ADDRESS:
         _check_email(value, f"{where} emailAddress")
+
+
+def _attributes(name: x509.Name) -> list[tuple[str, str | bytes]]:
+    """A name's attributes in a fixed order: a CA may order the RDNs its own way."""
+    return sorted((a.oid.dotted_string, a.value) for a in name)
 
 
 def _label(attribute: x509.NameAttribute[str | bytes]) -> str:

@@ -239,3 +239,15 @@ async def test_the_job_carries_the_owner_the_api_decided_for(bound: Bound) -> No
     older = dataclasses.replace(data, owner=None)
     assert await job_owner(bound.stack.db, older) == Owner("alice", "corp", ALICE_MAIL)
     assert await job_owner(bound.stack.db, data) == Owner("alice", "corp", ALICE_MAIL)
+
+
+async def test_cfssl_certifies_the_owners_realm_in_its_own_order(bound: Bound) -> None:
+    async with bound.stack.client(bound.admin_token) as client:
+        made = await client.post(
+            "/caconnector/remote/templates/withrealm", json={"subject_components": ["realm"]}
+        )
+        assert made.status_code == 200, made.text
+    answer = await enroll(bound, False, csr([(NameOID.COMMON_NAME, "x")]), "remote", "withrealm")
+    subject, sans = names_of(answer)
+    assert sorted(subject.split(",")) == ["CN=alice", "OU=corp"]
+    assert sans == [f"RFC822Name:{ALICE_MAIL}"]
