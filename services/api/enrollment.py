@@ -30,7 +30,7 @@ from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User
 from shared.db.session import Database
 from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
 from shared.events import new_event
-from shared.identity import OWNER_ATTRIBUTES, Owner, Refused, decide, owner_of_job, owner_subject
+from shared.identity import OWNER_ATTRIBUTES, Refused, decide, owner_of_job, owner_subject
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import (
@@ -170,7 +170,7 @@ class _Found:
 
     known: Known  # (CA, template) options; template "" for the CA's default
     ca_types: dict[str, str]
-    owners: dict[tuple[str, str], User]
+    owners: dict[tuple[str, str], dict[str, str]]  # (login, realm) to OWNER_ATTRIBUTES
     taken: set[str]
 
 
@@ -199,10 +199,16 @@ async def _lookups(session: AsyncSession, requests: list[SignRequest]) -> _Found
                     extra={"ca": ca, "template": name, "error": str(exc)},
                 )
                 known[(ca, name)] = _Unusable(str(exc))
-    users = await session.scalars(
-        select(User).where(User.username.in_({r.username for r in requests}))
+    columns = [getattr(User, name) for name in OWNER_ATTRIBUTES]
+    users = await session.execute(
+        select(User.username, User.realm, *columns).where(
+            User.username.in_({r.username for r in requests})
+        )
     )
-    owners = {(user.username, user.realm): user for user in users}
+    owners = {
+        (username, realm): dict(zip(OWNER_ATTRIBUTES, values, strict=True))
+        for username, realm, *values in users
+    }
     taken = set(
         await session.scalars(
             select(Token.serial).where(Token.serial.in_([r.serial for r in requests]))
@@ -223,18 +229,21 @@ def _check(
     if template and template != DEFAULT_TEMPLATE and (request.ca, template) not in known:
         raise ParameterError(f"template: CA connector {request.ca!r} has no template {template!r}")
     # The route resolved the realm (or took the one given): the user must be in it.
-    user = found.owners.get((request.username, request.realm))
-    if user is None:
+    attributes = found.owners.get((request.username, request.realm))
+    if attributes is None:
         raise ParameterError(f"user: unknown user {request.username!r} in realm {request.realm!r}")
     if request.serial in found.taken:
         raise SerialTaken(request.serial)
     if request.ca:
-        return _decided(request, found, user, csr)
+        return _decided(request, found, attributes, csr)
     return request
 
 
 def _decided(
-    request: SignRequest, found: _Found, user: User, parsed: x509.CertificateSigningRequest | None
+    request: SignRequest,
+    found: _Found,
+    attributes: dict[str, str],
+    parsed: x509.CertificateSigningRequest | None,
 ) -> SignRequest:
     """*request* whose CSR (or key type) its template accepts, with the decided subject."""
     named = request.template and request.template != DEFAULT_TEMPLATE
@@ -242,11 +251,10 @@ def _decided(
     options = found.known[(request.ca, request.template if named else "")]
     if isinstance(options, _Unusable):
         raise ParameterError(f"template: {name!r} has invalid stored options: {options.reason}")
-    owner = owner_from(user, request)
+    enrolled = str(request.info.get("enrolled_by", ""))
+    owner = owner_of_job(request.username, request.realm, attributes, enrolled)
     # The ca_worker decides again with the same owner, without reading the user store.
-    request = dataclasses.replace(
-        request, owner={name: getattr(owner, name) for name in OWNER_ATTRIBUTES}
-    )
+    request = dataclasses.replace(request, owner=attributes)
     if request.keygen is not None:
         violation = keytype_violation(request.keygen.keytype, name, options)
         if violation:
@@ -268,13 +276,6 @@ def _decided(
     if decision.sans:
         info["subject_alt_names"] = decision.san_texts()
     return dataclasses.replace(request, info=info)
-
-
-def owner_from(user: User, request: SignRequest) -> Owner:
-    """The owner of *request*'s token as the decision sees them."""
-    attributes = {name: getattr(user, name) or "" for name in OWNER_ATTRIBUTES}
-    enrolled = str(request.info.get("enrolled_by", ""))
-    return owner_of_job(user.username, user.realm, attributes, enrolled)
 
 
 def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:
