@@ -43,7 +43,7 @@ from shared.events import new_event
 from shared.messaging.base import Broker, Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay, insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
-from shared.pki import certificate_id, load_certificate
+from shared.pki import pem_certificate_id
 from shared.token_events import CA_DETAIL, token_event_data
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ class Lifecycle:
             if end.issued is not None:
                 info = issued_info(info, end.issued)
                 certificate = end.issued.certificate
-                token.certificate_id = certificate_id(load_certificate(certificate))
+                token.certificate_id = pem_certificate_id(certificate)
                 session.add(_issued_row(ca, serial, end.issued, now))
             elif end.reason:
                 info["reason"] = end.reason

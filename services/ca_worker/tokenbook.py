@@ -26,7 +26,7 @@ from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
-from shared.pki import certificate_id, load_certificate
+from shared.pki import pem_certificate_id
 from shared.token_events import init_event_data
 
 SOURCE = "certtoken/ca_worker"
@@ -133,7 +133,7 @@ class TokenBook:
                 "rollout_state": state.value,
                 "info": info,
                 "certificate": certificate,
-                "certificate_id": _identity(certificate),
+                "certificate_id": pem_certificate_id(certificate),
                 "updated_at": now,
             },
             issued=_issued_values(job, result, now) if isinstance(result, Issued) else None,
@@ -169,11 +169,6 @@ _UPDATE_OUTCOME = (
         }
     )
 )
-
-
-def _identity(certificate: str) -> str | None:
-    """An issued certificate's ``token.certificate_id``: no other token may hold it."""
-    return certificate_id(load_certificate(certificate)) if certificate else None
 
 
 def _issued_values(job: SignRequest, result: Issued, now: Any) -> dict[str, Any]:
