@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -33,7 +32,7 @@ from shared.messaging.topology import CA_WORKER_QUEUE
 from shared.security import SecretBox
 from tests.integration.test_ca_approval import watch
 from tests.support.pki import make_csr
-from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.support.stack import Stack
 
 
 class ScriptedCA(Connector):
@@ -171,15 +170,6 @@ async def test_a_certificate_the_ca_issues_beyond_the_decision_is_not_handed_out
     assert "subject 'CN=admin'" in denied["info"]["reason"]
     assert "not what certtoken decided" in denied["info"]["reason"]
     assert "certificate" not in denied["info"]
-
-
-@pytest.fixture
-async def idle_worker(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The system with a ca_worker that consumes nothing: the test hands it the jobs."""
-    settings = settings_for(tmp_path / "data", init_wait_seconds=0.2)
-    await prepare(settings)
-    async with running_stack(settings, worker=False) as running:
-        yield running
 
 
 @pytest.mark.usefixtures("scripted_idle")

@@ -8,7 +8,6 @@ import logging
 import re
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from shared.events import CloudEvent, decode
 from shared.messaging.base import Message
 from shared.messaging.topology import EVENTS_EXCHANGE, KEYGEN_QUEUE
 from tests.support.pki import make_csr, openssl_verify
-from tests.support.stack import Stack, prepare, running_stack, settings_for
+from tests.support.stack import Stack
 
 ALICE_PASSWORD = "Alice-Genkey-Pw-5c1f"
 BOB_PASSWORD = "Bob-Genkey-Pw-9e2a"
@@ -365,15 +364,6 @@ async def test_enroll_policy_subject_and_delete_after_download(
 
 
 # --- redelivery -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def idle_worker(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The system with a ca_worker that consumes nothing: the test hands it the jobs."""
-    settings = settings_for(tmp_path / "data", init_wait_seconds=0.2)
-    await prepare(settings)
-    async with running_stack(settings, worker=False) as running:
-        yield running
 
 
 async def test_redelivered_jobs_store_one_key_and_one_certificate(

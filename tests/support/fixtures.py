@@ -37,3 +37,12 @@ async def memory_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     await prepare(settings)
     async with running_stack(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def idle_worker(tmp_path: Path) -> AsyncIterator[Stack]:
+    """The system with a ca_worker that consumes nothing: the test hands it the jobs."""
+    settings = settings_for(tmp_path / "data", init_wait_seconds=0.2)
+    await prepare(settings)
+    async with running_stack(settings, worker=False) as running:
+        yield running
