@@ -21,7 +21,6 @@ from shared.name_values import email_problem, text_problem
 from shared.pki import general_name_text, weak_key_reason
 from shared.san_rules import KINDS, OWNER_EMAIL, describe_san_rules, matches, value_problem
 
-SUBJECT_COMPONENTS = ("email", "realm", "givenname", "surname")
 # Attributes a CA type copies from the CSR's subject wherever the subject it is sent lacks them
 # (cfssl fills C, ST, L, O, OU, serialNumber, ... from the CSR): such a CSR is refused.
 CA_KEEPS_FROM_CSR: Mapping[str, frozenset[ObjectIdentifier]] = {
@@ -47,6 +46,8 @@ _COMPONENT_OIDS = {
     "givenname": NameOID.GIVEN_NAME,
     "surname": NameOID.SURNAME,
 }
+SUBJECT_COMPONENTS = tuple(_COMPONENT_OIDS)
+"""Owner attributes a subject may carry besides CN = login (templates, policies)."""
 # RFC 5280 appendix A upper bounds (characters) of the attributes certtoken writes or keeps.
 _UPPER_BOUNDS = {
     NameOID.COMMON_NAME: 64,
@@ -245,13 +246,10 @@ def _component_value(owner: Owner, component: str, template: str) -> str:
             )
         _check_email(owner.email, "user: the owner's e-mail address")
         return owner.email
-    if component == "realm":
-        return owner.realm
-    if component == "givenname":
-        return owner.givenname
-    if component == "surname":
-        return owner.surname
-    raise Refused(f"template: {template!r} names an unknown subject component {component!r}")
+    if component not in _COMPONENT_OIDS:
+        raise Refused(f"template: {template!r} names an unknown subject component {component!r}")
+    value: str = getattr(owner, component)  # the Owner field of the same name
+    return value
 
 
 def _refuse_foreign_subject(requested: x509.Name, built: x509.Name, template: str) -> None:
