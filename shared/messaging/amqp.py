@@ -47,6 +47,7 @@ DEFAULT_DELIVERY_LIMIT = 20
 PUBLISH_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
+PEEK_RETURN_SECONDS = 2.0
 
 
 class AmqpBroker(Broker):
@@ -178,12 +179,23 @@ class AmqpBroker(Broker):
         # Closing the channel returns every unacked message to its place in the queue.
         async with self._scratch_channel() as channel:
             parking = await _passive(channel, queue_spec.parking)
+            depth = int(parking.declaration_result.message_count or 0)
             for _ in range(limit):
                 incoming = await parking.get(no_ack=False, fail=False)
                 if incoming is None:
                     break
                 summaries.append(parked_summary(_to_message(incoming)))
+        await self._returned(queue_spec.parking, depth)
         return summaries
+
+    async def _returned(self, queue: str, depth: int) -> None:
+        """Wait (briefly) until *queue* counts *depth* messages again after a peek."""
+        # A quorum queue applies the return of unacked messages through its log, a moment
+        # after the channel closed: a replay or a count right after a peek must see them.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PEEK_RETURN_SECONDS):
+                while await self.queue_depth(queue) < depth:  # noqa: ASYNC110 - broker state
+                    await asyncio.sleep(0.02)
 
     async def replay_parked(self, queue_spec: QueueSpec, limit: int | None = None) -> int:
         """Move parked messages back to their queue with attempts reset; return how many."""
