@@ -13,7 +13,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +272,33 @@ class Deployment:
                 for name in self.names(CA_WORKER)
             }
         )
+
+    async def drill(
+        self,
+        name: str,
+        size: int,
+        fault: Callable[[], Awaitable[None]],
+        *,
+        start_at: float = 0.2,
+        within: float = 120,
+        concurrency: int = 32,
+    ) -> Verdict:
+        """Put *size* enrollments in flight, run *fault* once a *start_at* share is stored,
+        wait for the rest to drain (timed from the fault's end) and judge."""
+        load = asyncio.create_task(self.enroll(size, concurrency=concurrency))
+        try:
+            while not load.done():
+                if await self.scalar("SELECT count(*) FROM token") >= size * start_at:
+                    break
+                await asyncio.sleep(0.05)
+            await fault()
+            started = time.monotonic()
+            submission = await load
+        finally:
+            if not load.done():
+                load.cancel()
+        await self.drain(within)
+        return await self.verdict(name, submission, time.monotonic() - started)
 
     async def duplicate_certificates(self) -> int:
         """Certificates issued beyond one per token, in the tokens and the CA's issued table."""
