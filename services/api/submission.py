@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from services.api import audit
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollIntent, SerialTaken
+from services.api.waiter import Expected, await_outcome
 from shared import identity
 from shared.db.models import OutboxMessage, Token
-from shared.domain import FINAL_FOR_INIT, RolloutState, new_serial
+from shared.domain import RolloutState, new_serial
 from shared.jobs import SignRequest
 from shared.logs import correlation_id
 from shared.security import Identity
@@ -28,8 +26,6 @@ from shared.token_events import CA_DETAIL
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How often a waiting init re-reads the token, in case its outcome event was missed.
-_RECHECK_SECONDS = 1.0
 _SERIAL_ATTEMPTS = 5
 
 
@@ -58,29 +54,25 @@ async def submit(
 ) -> dict[str, Any]:
     """Store the token made by *make* (given a fresh serial), send its job, await the outcome."""
 
-    async def store(serial: str) -> tuple[asyncio.Future[dict[str, Any]], OutboxMessage]:
+    async def store(serial: str) -> tuple[Expected, OutboxMessage]:
         # Expected before the job exists: its outcome event cannot come too early.
-        future = ctx.waiter.expect(serial)
+        expected = ctx.waiter.expect(serial)
         try:
             intent = EnrollIntent(make(serial), correlation_id.get(), csr)
-            return future, await ctx.enrollments.store(intent)
+            return expected, await ctx.enrollments.store(intent)
         except BaseException:
-            ctx.waiter.discard(serial, future)
+            ctx.waiter.discard(expected)
             raise
 
-    serial, (future, job) = await with_free_serial(store)
+    serial, (expected, job) = await with_free_serial(store)
     audit.note(request, serial=serial)
     try:
         await ctx.relay.send([job])
         log.info("token submitted", extra={"serial": serial})
-        outcome = await _await_outcome(ctx, serial, future)
+        detail = (await await_outcome(ctx, expected)).detail
     finally:
-        ctx.waiter.discard(serial, future)
-    detail: dict[str, Any] = {"serial": serial, "rollout_state": outcome["rollout_state"]}
-    for key in ("certificate", "reason", "request_id"):
-        if outcome.get(key):
-            detail[key] = outcome[key]
-    if outcome["rollout_state"] == RolloutState.FAILED:
+        ctx.waiter.discard(expected)
+    if detail["rollout_state"] == RolloutState.FAILED:
         await _ca_detail(request, ctx, detail)
     return detail
 
@@ -95,28 +87,3 @@ async def _ca_detail(request: Request, ctx: ApiContext, detail: dict[str, Any]) 
     audit.note(request, info=f"CA: {text}")
     if getattr(getattr(request.state, "identity", None), "role", "") == "admin":
         detail[CA_DETAIL] = text
-
-
-async def _await_outcome(
-    ctx: ApiContext, serial: str, future: asyncio.Future[dict[str, Any]]
-) -> dict[str, Any]:
-    """The CA's outcome as its event told it, or the token as stored when the wait ends."""
-    deadline = time.monotonic() + ctx.settings.init_wait_seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(
-                    asyncio.shield(future), min(remaining, _RECHECK_SECONDS)
-                )
-        # No event yet: look at the token itself, in case its event was missed.
-        async with ctx.db.read() as session:
-            token = await session.get(Token, serial)
-        assert token is not None
-        if token.rollout_state in FINAL_FOR_INIT or time.monotonic() >= deadline:
-            return {
-                "rollout_state": token.rollout_state,
-                "certificate": token.certificate,
-                "reason": token.info.get("reason", ""),
-                "request_id": token.info.get("request_id", ""),
-            }

@@ -17,9 +17,10 @@ from services.api.auth import Admin, Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import Conflict, NotFound, ParameterError
-from services.api.jobs import answer_detail, job_row, states, token_state, wait_for
+from services.api.jobs import job_row
 from services.api.ocsp import OCSPResponder
 from services.api.params import body_doc, parse
+from services.api.waiter import await_outcome, states
 from shared.ca_jobs import Decision
 from shared.db.models import CAConnector, CAPublication, CARequest, utcnow
 from shared.echo import echo
@@ -110,7 +111,7 @@ async def _decide(
     _check_open(held)
     kind = CA_APPROVE if decision == "approve" else CA_DENY
     job = Decision(request_id, ca, admin, reason)
-    future = ctx.waiter.expect(held.token_serial, states("enrolled", "denied", "failed"))
+    expected = ctx.waiter.expect(held.token_serial, states("enrolled", "denied", "failed"))
     try:
         row = job_row(ctx, kind, request_id, job.to_data())
         async with ctx.db.write() as session:
@@ -130,10 +131,9 @@ async def _decide(
                 _check_open(current)
             await insert_outbox(session, [row])
         await ctx.relay.send([row])
-        data = await wait_for(ctx, future)
+        detail = (await await_outcome(ctx, expected)).detail
     finally:
-        ctx.waiter.discard(held.token_serial, future)
-    detail = answer_detail(data) if data else await token_state(ctx, held.token_serial)
+        ctx.waiter.discard(expected)
     detail["request_id"] = request_id
     return ok(True, detail)
 

@@ -13,11 +13,12 @@ from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import Conflict, Forbidden
-from services.api.jobs import answer_detail, event_type, job_row, token_state, wait_for
+from services.api.jobs import job_row
 from services.api.params import Page, PageSize, body_doc, parse
 from services.api.policies import Action, require_action
 from services.api.schemas import REALM
 from services.api.tokens import page_links, token_for, token_view
+from services.api.waiter import await_outcome, retired
 from shared.ca_jobs import Retirement
 from shared.db.models import Token
 from shared.domain import EventType, RolloutState
@@ -113,18 +114,16 @@ async def delete_token(serial: str, ctx: Context, caller: Caller) -> JSONRespons
 
 async def _retire(ctx: ApiContext, kind: str, job: Retirement, until: EventType) -> JSONResponse:
     """Hand the job to the ca_worker and wait a bounded time for its event."""
-    future = ctx.waiter.expect(job.serial, event_type(until.value))
+    expected = ctx.waiter.expect(job.serial, retired(until))
     try:
         row = job_row(ctx, kind, job.serial, job.to_data())
         async with ctx.db.write() as session:
             await insert_outbox(session, [row])
         await ctx.relay.send([row])
-        data = await wait_for(ctx, future)
+        outcome = await await_outcome(ctx, expected)
     finally:
-        ctx.waiter.discard(job.serial, future)
-    if data is None:
-        return ok(True, await token_state(ctx, job.serial))
-    detail = answer_detail(data)
-    if until == EventType.TOKEN_DELETE:
+        ctx.waiter.discard(expected)
+    detail = outcome.detail
+    if outcome.ended and until == EventType.TOKEN_DELETE:
         detail["deleted"] = True
     return ok(True, detail)
