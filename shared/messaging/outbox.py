@@ -96,13 +96,22 @@ class OutboxRelay:
             ]
 
     async def stop(self) -> None:
-        """Stop the loops, then record what was published."""
+        """Stop the loops, publish what is left to claim (briefly), record what was published."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        try:
+            # One last round for rows whose send failed, bounded: a sick broker or database
+            # must not hold the stop; what is left waits for another relay's sweep.
+            async with asyncio.timeout(_SEND_TIMEOUT):
+                await self.flush()
+        except Exception as exc:
+            log.warning(
+                "outbox flush at stop failed; left to the sweep", extra={"error": repr(exc)}
+            )
         try:
             await self._settle()
         except Exception:
@@ -127,7 +136,7 @@ class OutboxRelay:
 
     async def flush(self) -> int:
         """Claim unclaimed or expired rows, publish them and settle; return how many."""
-        rows = await self._claim()
+        rows = await self.claim()
         if rows:
             await self.send(rows)
             await self._settle()
@@ -184,7 +193,8 @@ class OutboxRelay:
             raise
         self.published += len(published)
 
-    async def _claim(self) -> list[OutboxMessage]:
+    async def claim(self) -> list[OutboxMessage]:
+        """Take up to a batch of unclaimed or expired rows for this relay's lease."""
         now = utcnow()
         claimable = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
         # A cheap read first, so an idle relay never takes SQLite's write lock.
@@ -192,6 +202,8 @@ class OutboxRelay:
             if await session.scalar(select(OutboxMessage.id).where(claimable).limit(1)) is None:
                 return []
         async with self._db.write() as session:
+            # SKIP LOCKED: concurrent relays take disjoint rows instead of queueing behind each
+            # other's row locks (SQLite renders no FOR UPDATE: its one writer serialises claims).
             ids = (
                 select(OutboxMessage.id)
                 .where(claimable)
