@@ -10,7 +10,10 @@ SERIAL_PREFIX = "CRT"
 
 
 class RolloutState(StrEnum):
-    """privacyIDEA's rollout states of a certificate token, plus certtoken's own."""
+    """privacyIDEA's rollout states of a certificate token, plus certtoken's own.
+
+    Tokens move between them only through ``shared.token_states.transition``.
+    """
 
     SUBMITTED = "submitted"
     PENDING = "pending"
@@ -20,26 +23,10 @@ class RolloutState(StrEnum):
     REVOKED = "revoked"
 
 
-_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = {
-    RolloutState.SUBMITTED: frozenset(
-        {RolloutState.ENROLLED, RolloutState.PENDING, RolloutState.DENIED, RolloutState.FAILED}
-    ),
-    RolloutState.PENDING: frozenset({RolloutState.ENROLLED, RolloutState.DENIED}),
-    RolloutState.ENROLLED: frozenset({RolloutState.REVOKED}),
-    RolloutState.DENIED: frozenset(),
-    RolloutState.FAILED: frozenset(),
-    RolloutState.REVOKED: frozenset(),
-}
-
 FINAL_FOR_INIT = frozenset(
     {RolloutState.ENROLLED, RolloutState.PENDING, RolloutState.DENIED, RolloutState.FAILED}
 )
 """States that end the wait of ``POST /token/init``."""
-
-
-def can_transition(current: RolloutState, new: RolloutState) -> bool:
-    """Whether a token may move from *current* to *new*."""
-    return new in _TRANSITIONS[current]
 
 
 def new_serial() -> str:

@@ -20,11 +20,11 @@ from services.ca_worker.connectors.base import (
     TemporaryCAError,
 )
 from services.ca_worker.connectors.local import LocalConnector
-from services.ca_worker.jobs import read_job
+from services.ca_worker.jobs import acknowledge_impossible, read_job
 from services.ca_worker.polling import poll_outbox
 from services.ca_worker.precheck import precheck
 from services.ca_worker.registry import ConnectorRegistry
-from services.ca_worker.tokenbook import LostRace, Outcome, TokenBook
+from services.ca_worker.tokenbook import Outcome, TokenBook
 from services.ca_worker.tokenkeys import FreshKey, TokenKeys
 from shared.ca_jobs import Poll
 from shared.db.models import OutboxMessage, User, utcnow
@@ -33,6 +33,7 @@ from shared.identity import OWNER_ATTRIBUTES, Owner, owner_of_job
 from shared.jobs import SignRequest
 from shared.messaging.base import Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay
+from shared.token_states import ImpossibleTransition
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,10 @@ class SignHandler:
         fresh: FreshKey | None = None
         owner = await job_owner(self._db, job)
         if job.keygen is not None:
-            made = await self._keys.csr_for(job, owner)
-            if made is None:
-                log.info("token already handled; job acknowledged", extra={"serial": job.serial})
+            try:
+                made = await self._keys.csr_for(job, owner)
+            except ImpossibleTransition as refusal:  # no key is made for a handled token
+                acknowledge_impossible(job.serial, refusal)
                 return
             if isinstance(made, Denied):
                 refused = made
@@ -146,9 +148,9 @@ class SignHandler:
             key = await self._keys.key_row(job, result, chain, fresh)
         try:
             rows = await self._book.record(Outcome(job, result, cid, held, followups, key))
-        except LostRace:
+        except ImpossibleTransition as refusal:
             # A redelivered job: the outcome is on record already, this signature unused.
-            log.info("token already handled; job acknowledged", extra={"serial": job.serial})
+            acknowledge_impossible(job.serial, refusal)
             return
         log.info("outcome recorded", extra={"serial": job.serial, "result": type(result).__name__})
         await self._relay.send(rows)

@@ -22,8 +22,8 @@ from services.ca_worker.connectors.base import (
 )
 from services.ca_worker.connectors.local import LocalConnector
 from services.ca_worker.handlers import owner_of
-from services.ca_worker.jobs import read_job
-from services.ca_worker.outcomes import issued_info
+from services.ca_worker.jobs import acknowledge_impossible, read_job
+from services.ca_worker.outcomes import facts_of
 from services.ca_worker.polling import poll_message, poll_outbox
 from services.ca_worker.precheck import postcheck
 from services.ca_worker.registry import ConnectorRegistry
@@ -38,13 +38,23 @@ from shared.db.models import (
     utcnow,
 )
 from shared.db.session import Database
-from shared.domain import EventType, RolloutState
+from shared.domain import EventType
 from shared.events import new_event
 from shared.messaging.base import Broker, Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay, insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
 from shared.pki import pem_certificate_id
-from shared.token_events import CA_DETAIL, token_event_data
+from shared.token_events import token_event_data
+from shared.token_states import (
+    Facts,
+    ImpossibleTransition,
+    State,
+    Transition,
+    Trigger,
+    allows,
+    state_of,
+    transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +66,39 @@ Refresh = Callable[[str], Awaitable[None]]
 
 @dataclasses.dataclass(frozen=True)
 class _Settlement:
-    """How a held request ends: the token's new state and the request's new status."""
+    """How a held request ends: what happens to its token, and the request's new status."""
 
-    state: RolloutState
+    trigger: Trigger
     status: str
-    reason: str = ""
+    facts: Facts
     issued: Issued | None = None
-    detail: str = ""  # the remote CA's own words (admins only)
 
 
 def settlement(result: SignResult) -> _Settlement | None:
     """The end of a held request for a CA answer; None while it stays pending."""
     if isinstance(result, Issued):
-        return _Settlement(RolloutState.ENROLLED, "issued", issued=result)
+        return _Settlement(Trigger.ISSUE_HELD, "issued", facts_of(result), result)
     if isinstance(result, Denied):
-        # A pending token only ever ends enrolled or denied (DESIGN 6), whoever said no.
-        return _Settlement(
-            RolloutState.DENIED, "denied", reason=result.reason, detail=result.detail
-        )
+        return refusal(result)
     return None
+
+
+def refusal(result: Denied) -> _Settlement:
+    """The end of a held request that the CA refused."""
+    return _Settlement(Trigger.REFUSE_HELD, "denied", facts_of(result))
+
+
+def retirement(
+    state: State, info: dict[str, Any], facts: Facts, *, delete: bool
+) -> list[Transition]:
+    """The token's moves for ``ca.revoke``, or ``ca.delete`` (revoked first where it can be)."""
+    moves: list[Transition] = []
+    if not delete or allows(state, Trigger.REVOKE):
+        moves.append(transition(state, Trigger.REVOKE, info, facts))
+    if delete:
+        last = moves[-1] if moves else Transition(state, info, None)
+        moves.append(transition(last.state, Trigger.DELETE, last.info))
+    return moves
 
 
 class Lifecycle:
@@ -134,7 +158,7 @@ class Lifecycle:
     async def deny(self, message: Message) -> None:
         """A manager refused a held request: the token ends denied with the reason."""
         job, cid = read_job(message, Decision)
-        end = _Settlement(RolloutState.DENIED, "denied", reason=job.reason or "denied")
+        end = _Settlement(Trigger.DENY, "denied", Facts(reason=job.reason or "denied"))
         await self._settle(job.request_id, end, job.admin, cid)
 
     async def poll(self, message: Message) -> None:
@@ -150,12 +174,7 @@ class Lifecycle:
             log.warning("CA unavailable for a poll", extra={"error": str(exc)})
             result = Pending(request.remote_id)
         except PermanentCAError as exc:
-            await self._settle(
-                request.id,
-                _Settlement(RolloutState.DENIED, "denied", str(exc), detail=exc.detail),
-                "",
-                cid,
-            )
+            await self._settle(request.id, refusal(exc.denied()), "", cid)
             return
         if isinstance(result, Issued):
             result = await self._as_decided(request, result)
@@ -246,33 +265,30 @@ class Lifecycle:
         now = utcnow()
         rows: list[OutboxMessage] = []
         async with self._db.write() as session:
-            changed = await session.execute(
-                update(CARequest)
-                .where(CARequest.id == request_id, CARequest.status == "pending")
-                .values(status=end.status, reason=end.reason, updated_at=now)
-                .returning(CARequest.token_serial, CARequest.ca)
-            )
-            found = changed.first()
-            if found is None:
+            request = await session.get(CARequest, request_id, with_for_update=True)
+            if request is None or request.status != "pending":
                 log.info("request already settled", extra={"request_id": request_id})
                 return
-            serial, ca = found
+            serial, ca = request.token_serial, request.ca
             token = await session.get(Token, serial, with_for_update=True)
-            if token is None or token.rollout_state != RolloutState.PENDING:
+            previous = state_of(token.rollout_state if token else None)
+            try:
+                moved = transition(previous, end.trigger, token.info if token else {}, end.facts)
+            except ImpossibleTransition as refused:
+                acknowledge_impossible(serial, refused)
                 return
-            info = dict(token.info)
+            assert token is not None
+            assert previous is not None
+            assert moved.state is not None
+            assert moved.emit is not None
+            request.status, request.reason, request.updated_at = end.status, end.facts.reason, now
             certificate = ""
             if end.issued is not None:
-                info = issued_info(info, end.issued)
                 certificate = end.issued.certificate
                 token.certificate_id = pem_certificate_id(certificate)
                 session.add(_issued_row(ca, serial, end.issued, now))
-            elif end.reason:
-                info["reason"] = end.reason
-                if end.detail:
-                    info[CA_DETAIL] = end.detail
-            token.rollout_state = end.state.value
-            token.info = info
+            token.rollout_state = moved.state.value
+            token.info = moved.info
             token.certificate = certificate
             token.updated_at = now
             key_values = key if end.issued is not None else SECRETS_DROPPED
@@ -284,15 +300,17 @@ class Lifecycle:
                 )
             data = token_event_data(
                 token,
-                end.state,
-                info,
+                moved.state,
+                moved.info,
                 certificate=certificate,
-                previous=RolloutState.PENDING.value,
+                previous=previous.value,
                 admin=admin,
             )
-            rows.append(self._event(EventType.TOKEN_UPDATE, serial, data, cid))
+            rows.append(self._event(moved.emit, serial, data, cid))
             await insert_outbox(session, rows)
-        log.info("held request settled", extra={"serial": serial, "rollout_state": end.state.value})
+        log.info(
+            "held request settled", extra={"serial": serial, "rollout_state": moved.state.value}
+        )
         await self._relay.send(rows)
 
     # --- revocation and deletion ------------------------------------------------------------
@@ -318,12 +336,16 @@ class Lifecycle:
                     CARequest.token_serial == job.serial, CARequest.status == "pending"
                 )
             )
-        if token is None:
-            log.info("token already gone; job acknowledged", extra={"serial": job.serial})
-            return
+        state = state_of(token.rollout_state if token else None)
         reason = job.reason or ("unspecified" if not delete else DELETE_REASON)
+        try:
+            retirement(state, {}, Facts(reason=reason), delete=delete)
+        except ImpossibleTransition as refused:  # before anything is asked of the CA
+            acknowledge_impossible(job.serial, refused)
+            return
+        assert token is not None
         connector: Connector | None = None
-        must_revoke = token.rollout_state == RolloutState.ENROLLED and issued is not None
+        must_revoke = allows(state, Trigger.REVOKE) and issued is not None
         if must_revoke or held is not None:
             try:
                 connector = await self._registry.get(token.ca)
@@ -353,43 +375,44 @@ class Lifecycle:
         revoked = False
         async with self._db.write() as session:
             token = await session.get(Token, job.serial, with_for_update=True)
-            if token is None:
+            previous = state_of(token.rollout_state if token else None)
+            facts = Facts(reason=reason, at=now.isoformat())
+            try:
+                moves = retirement(previous, token.info if token else {}, facts, delete=delete)
+            except ImpossibleTransition as refused:
+                acknowledge_impossible(job.serial, refused)
                 return False, []
-            previous = token.rollout_state
-            info = dict(token.info)
-            if previous == RolloutState.ENROLLED:
-                info.update(revoked_at=now.isoformat(), revocation_reason=reason)
-                token.rollout_state = RolloutState.REVOKED.value
-                token.info = info
-                token.updated_at = now
-                await session.execute(
-                    update(IssuedCertificate)
-                    .where(
-                        IssuedCertificate.token_serial == job.serial,
-                        IssuedCertificate.revoked_at.is_(None),
-                    )
-                    .values(revoked_at=now, revocation_reason=reason)
-                )
-                data = token_event_data(
-                    token, RolloutState.REVOKED, info, previous=previous, admin=job.admin
-                )
-                rows.append(self._event(EventType.TOKEN_REVOKE, job.serial, data, cid))
-                revoked = True
-            elif not delete:
-                log.info("token not enrolled; nothing to revoke", extra={"serial": job.serial})
-                return False, []
-            if delete:
-                if previous == RolloutState.PENDING:
+            assert token is not None
+            assert previous is not None
+            shown = previous  # the state the next event tells
+            for moved in moves:
+                assert moved.emit is not None
+                if moved.state is not None:  # revoked
+                    shown = moved.state
+                    token.rollout_state = moved.state.value
+                    token.info = moved.info
+                    token.updated_at = now
                     await session.execute(
-                        update(CARequest)
-                        .where(CARequest.token_serial == job.serial, CARequest.status == "pending")
-                        .values(status="withdrawn", updated_at=now)
+                        update(IssuedCertificate)
+                        .where(
+                            IssuedCertificate.token_serial == job.serial,
+                            IssuedCertificate.revoked_at.is_(None),
+                        )
+                        .values(revoked_at=now, revocation_reason=reason)
                     )
-                state = RolloutState(token.rollout_state)
-                data = token_event_data(token, state, info, previous=previous, admin=job.admin)
-                rows.append(self._event(EventType.TOKEN_DELETE, job.serial, data, cid))
+                    revoked = True
+                data = token_event_data(
+                    token, shown, moved.info, previous=previous.value, admin=job.admin
+                )
+                rows.append(self._event(moved.emit, job.serial, data, cid))
+            if delete:
+                # A held request is withdrawn; a deleted token's key and PKCS#12 go with it.
+                await session.execute(
+                    update(CARequest)
+                    .where(CARequest.token_serial == job.serial, CARequest.status == "pending")
+                    .values(status="withdrawn", updated_at=now)
+                )
                 await session.delete(token)
-                # A deleted token's generated key and PKCS#12 go with it.
                 await session.execute(sql_delete(TokenKey).where(TokenKey.serial == job.serial))
             await insert_outbox(session, rows)
         log.info("token retired", extra={"serial": job.serial, "deleted": delete})

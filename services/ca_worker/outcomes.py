@@ -2,39 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from services.ca_worker.connectors.base import Issued, Pending, SignResult
-from shared.domain import RolloutState
 from shared.jobs import SignRequest
-from shared.token_events import CA_DETAIL
+from shared.token_states import Facts, State, Transition, Trigger, transition
 
 
-def outcome(job: SignRequest, result: SignResult) -> tuple[RolloutState, dict[str, Any]]:
-    """The new state and token info for a connector's answer; a refusal fails the token."""
-    info = dict(job.info)
+def facts_of(result: SignResult) -> Facts:
+    """What the token's info records of a connector's answer."""
     if isinstance(result, Issued):
-        info.update(
+        return Facts(
             certificate_serial=result.serial_number,
             certificate_subject=result.subject,
             certificate_not_after=result.not_after.isoformat(),
         )
-        return RolloutState.ENROLLED, info
     if isinstance(result, Pending):
-        info["request_id"] = result.request_id
-        return RolloutState.PENDING, info
-    info["reason"] = result.reason
-    if result.detail:
-        info[CA_DETAIL] = result.detail
-    return RolloutState.FAILED, info
+        return Facts(request_id=result.request_id)
+    return Facts(reason=result.reason, detail=result.detail)
 
 
-def issued_info(info: dict[str, Any], result: Issued) -> dict[str, Any]:
-    """Token info after *result* was issued: its certificate details, no stale reason."""
-    updated = {k: v for k, v in info.items() if k not in ("reason", CA_DETAIL)}
-    updated.update(
-        certificate_serial=result.serial_number,
-        certificate_subject=result.subject,
-        certificate_not_after=result.not_after.isoformat(),
-    )
-    return updated
+def sign_trigger(result: SignResult) -> Trigger:
+    """What a ``csr.sign`` answer does to a submitted token; a refusal fails it."""
+    if isinstance(result, Issued):
+        return Trigger.ISSUE
+    if isinstance(result, Pending):
+        return Trigger.HOLD
+    return Trigger.FAIL
+
+
+def outcome(state: State, job: SignRequest, result: SignResult) -> Transition:
+    """Where a ``csr.sign`` answer takes the job's token in *state*; else ImpossibleTransition."""
+    return transition(state, sign_trigger(result), job.info, facts_of(result))

@@ -21,13 +21,14 @@ from shared.db.models import (
     utcnow,
 )
 from shared.db.session import Database
-from shared.domain import EventType, RolloutState
+from shared.domain import RolloutState
 from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
 from shared.pki import pem_certificate_id
 from shared.token_events import init_event_data
+from shared.token_states import ImpossibleTransition, State, Trigger, state_of, transition
 
 SOURCE = "certtoken/ca_worker"
 
@@ -46,14 +47,17 @@ class Outcome:
     key: dict[str, Any] | None = None
 
 
-class LostRace(Exception):
-    """The token is no longer ``submitted``: another delivery recorded its outcome first."""
+# The state a ``csr.sign`` job's token is in when the job is first handled: outcomes are
+# prepared for it before the write lock, and prepared again under it for any other state.
+_SUBMITTED = transition(None, Trigger.SUBMIT).state
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """An outcome turned into rows, before the write lock is taken."""
+    """An outcome turned into rows for the token's state *before*, which it moves *after*."""
 
+    before: State
+    after: RolloutState
     serial: str
     update: dict[str, Any]
     issued: dict[str, Any] | None
@@ -72,34 +76,33 @@ class TokenBook:
         self._records: Batcher[Outcome, list[OutboxMessage]] = Batcher(self._record_many)
 
     async def record(self, item: Outcome) -> list[OutboxMessage]:
-        """Store the outcome, its event and follow-ups if still ``submitted``; else LostRace."""
+        """Store the outcome, its event and follow-ups; else ImpossibleTransition."""
         return await self._records.submit(item)
 
     async def _record_many(self, items: list[Outcome]) -> list[list[OutboxMessage] | Exception]:
-        prepared = [self._prepare(item) for item in items]
+        ready = [self._prepare_for(item, _SUBMITTED) for item in items]
         async with self._db.write() as session:
-            # First writer wins: only tokens still ``submitted`` take an outcome, so a
-            # redelivered or duplicated job changes nothing. The rows stay locked (SQLite's
+            # The token's state decides whether an outcome moves it on (the first one does), so
+            # a redelivered or duplicated job changes nothing. The rows stay locked (SQLite's
             # write lock; FOR UPDATE elsewhere) until commit.
-            open_serials = set(
-                await session.scalars(
-                    select(Token.serial)
-                    .where(
-                        Token.serial.in_([p.serial for p in prepared]),
-                        Token.rollout_state == RolloutState.SUBMITTED,
-                    )
-                    .with_for_update()
-                )
+            found = await session.execute(
+                select(Token.serial, Token.rollout_state)
+                .where(Token.serial.in_({item.job.serial for item in items}))
+                .with_for_update()
             )
+            states: dict[str, State] = {serial: state_of(state) for serial, state in found}
             results: list[list[OutboxMessage] | Exception] = []
             winners: list[_Prepared] = []
-            for item in prepared:
-                if item.serial in open_serials:
-                    open_serials.discard(item.serial)
-                    winners.append(item)
-                    results.append(item.messages)
-                else:
-                    results.append(LostRace(item.serial))
+            for item, prepared in zip(items, ready, strict=True):
+                state = states.get(item.job.serial)
+                if isinstance(prepared, ImpossibleTransition) or prepared.before != state:
+                    prepared = self._prepare_for(item, state)
+                if isinstance(prepared, ImpossibleTransition):
+                    results.append(prepared)
+                    continue
+                states[prepared.serial] = prepared.after
+                winners.append(prepared)
+                results.append(prepared.messages)
             if winners:
                 await session.execute(_UPDATE_OUTCOME, [w.update for w in winners])
                 issued = [w.issued for w in winners if w.issued is not None]
@@ -114,24 +117,32 @@ class TokenBook:
                 await insert_outbox(session, [m for w in winners for m in w.messages])
         return results
 
-    def _prepare(self, item: Outcome) -> _Prepared:
+    def _prepare_for(self, item: Outcome, state: State) -> _Prepared | ImpossibleTransition:
+        """The rows that record *item* for a token in *state*, or why it cannot move on."""
         job, result = item.job, item.result
+        try:
+            moved = outcome(state, job, result)
+        except ImpossibleTransition as refusal:
+            return refusal
+        assert moved.state is not None
+        assert moved.emit is not None
         now = utcnow()
-        state, info = outcome(job, result)
         certificate = result.certificate if isinstance(result, Issued) else ""
         event = new_event(
-            EventType.TOKEN_INIT,
+            moved.emit,
             SOURCE,
             job.serial,
-            init_event_data(job, state, info, certificate),
+            init_event_data(job, moved.state, moved.info, certificate),
             item.correlation_id,
         )
         return _Prepared(
+            before=state,
+            after=moved.state,
             serial=job.serial,
             update={
                 "b_serial": job.serial,
-                "rollout_state": state.value,
-                "info": info,
+                "rollout_state": moved.state.value,
+                "info": moved.info,
                 "certificate": certificate,
                 "certificate_id": pem_certificate_id(certificate),
                 "updated_at": now,

@@ -15,10 +15,10 @@ from services.ca_worker.keygen import KeygenRefused, KeyPool
 from services.ca_worker.pkcs12 import build_pkcs12
 from shared.db.models import Token, TokenKey
 from shared.db.session import Database
-from shared.domain import RolloutState
 from shared.identity import Owner, Refused, owner_subject
 from shared.jobs import KeySpec, SignRequest
 from shared.security import SecretBox
+from shared.token_states import Trigger, state_of, transition
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class TokenKeys:
 
     async def csr_for(
         self, job: SignRequest, owner: Owner
-    ) -> tuple[SignRequest, FreshKey] | Denied | None:
-        """The job with a CSR for a new key (kept in memory); None once the token is handled.
+    ) -> tuple[SignRequest, FreshKey] | Denied:
+        """The job with a CSR for a new key (kept in memory); ImpossibleTransition once handled.
 
         Nothing is written here: the key commits with the outcome, in the transaction that only
         the first delivery of a job wins. A later or concurrent delivery's key is never stored,
@@ -58,8 +58,8 @@ class TokenKeys:
             state = await session.scalar(
                 select(Token.rollout_state).where(Token.serial == job.serial)
             )
-        if state != RolloutState.SUBMITTED:
-            return None
+        # Only a token that can still be issued gets a key (ImpossibleTransition otherwise).
+        transition(state_of(state), Trigger.ISSUE)
         try:
             password = self._password(spec)
             # The CA decides the certificate's names again; the CSR carries the same ones.

@@ -61,8 +61,9 @@ def test_event_fields_are_documented() -> None:
     states = SCHEMAS["tokenEventData"]["properties"]["rollout_state"]["enum"]
     assert set(states) == {s.value for s in RolloutState}
     for result in (issued, Pending("req-1"), Denied("no")):
-        state, info = outcome(job, result)
-        data = init_event_data(job, state, info, "CERT" if result is issued else "")
+        moved = outcome(RolloutState.SUBMITTED, job, result)
+        assert moved.state is not None
+        data = init_event_data(job, moved.state, moved.info, "CERT" if result is issued else "")
         assert set(data) <= set(documented), set(data) - set(documented)
         assert set(SCHEMAS["tokenEventData"]["required"]) <= set(data)
 

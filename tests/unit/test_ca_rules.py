@@ -21,9 +21,9 @@ from services.ca_worker.precheck import precheck
 from shared.ca_jobs import Decision, Poll, Retirement
 from shared.ca_templates import TemplateOptions, template_options
 from shared.cfssl_options import cfssl_options
-from shared.domain import RolloutState
 from shared.identity import Owner
 from shared.jobs import MalformedJob
+from shared.token_states import Trigger
 
 
 def csr(
@@ -58,10 +58,11 @@ def test_poll_delays_grow_then_stay_at_the_cap() -> None:
 def test_settlement_of_a_held_request() -> None:
     now = datetime.now(UTC)
     issued = settlement(Issued("PEM", "ab", "CN=a", now, now))
-    assert issued is not None and issued.state == RolloutState.ENROLLED
-    assert issued.status == "issued"
-    denied = settlement(Denied("no"))
-    assert denied is not None and (denied.state, denied.reason) == (RolloutState.DENIED, "no")
+    assert issued is not None and issued.trigger == Trigger.ISSUE_HELD
+    assert (issued.status, issued.facts.certificate_serial) == ("issued", "ab")
+    denied = settlement(Denied("no", "E42"))
+    assert denied is not None and denied.trigger == Trigger.REFUSE_HELD
+    assert (denied.status, denied.facts.reason, denied.facts.detail) == ("denied", "no", "E42")
     assert settlement(Pending("r1")) is None
 
 

@@ -1,4 +1,4 @@
-"""Pure code: rollout states, serials, CloudEvents envelopes."""
+"""Pure code: serials, CloudEvents envelopes."""
 
 from __future__ import annotations
 
@@ -6,20 +6,9 @@ import json
 
 import pytest
 
-from shared.domain import RolloutState, can_transition, new_serial
+from shared.domain import new_serial
 from shared.events import MalformedEvent, decode, encode, new_event, to_message
 from shared.messaging.topology import CA_WORKER_QUEUE, event_routing_key
-
-
-def test_rollout_transitions_follow_the_design() -> None:
-    s = RolloutState
-    assert can_transition(s.SUBMITTED, s.ENROLLED)
-    assert can_transition(s.SUBMITTED, s.PENDING)
-    assert can_transition(s.PENDING, s.DENIED)
-    assert can_transition(s.ENROLLED, s.REVOKED)
-    assert not can_transition(s.ENROLLED, s.SUBMITTED)
-    assert not can_transition(s.FAILED, s.ENROLLED)
-    assert not can_transition(s.PENDING, s.FAILED)
 
 
 def test_serials_are_crt_and_eight_hex_digits() -> None:
