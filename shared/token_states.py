@@ -134,3 +134,7 @@ def _info(info: dict[str, Any], trigger: Trigger, facts: Facts) -> dict[str, Any
     elif trigger == _T.REVOKE:
         info.update(revoked_at=facts.at, revocation_reason=facts.reason)
     return info
+
+
+SUBMITTED = transition(None, Trigger.SUBMIT).state
+"""The state the api stores a request in, for the ca_worker's ``csr.sign`` job."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from services.api.context import ApiContext
-from services.api.errors import Forbidden, NotFound
+from services.api.errors import Conflict, Forbidden, NotFound
 from shared.db.models import Token
 from shared.domain import RolloutState
 from shared.echo import echo
 from shared.security import Identity
 from shared.token_events import CA_DETAIL
+from shared.token_states import ImpossibleTransition, Trigger, state_of, transition
 
 
 async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
@@ -22,6 +23,16 @@ async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
     if caller.role == "user" and (token.username, token.realm) != (caller.username, caller.realm):
         raise Forbidden(f"serial: token {serial} belongs to another user")
     return token
+
+
+def require_transition(field: str, serial: str, state: str | None, trigger: Trigger) -> None:
+    """409 naming the token's state and the action unless a token in *state* may take it."""
+    try:
+        transition(state_of(state), trigger)
+    except ImpossibleTransition as refused:
+        raise Conflict(
+            f"{field}: token {serial} is {refused.state_name}; cannot {trigger.value} it"
+        ) from None
 
 
 def token_view(token: Token, *, admin: bool = False) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
 from shared.pki import pem_certificate_id
 from shared.token_events import init_event_data
-from shared.token_states import ImpossibleTransition, State, Trigger, state_of, transition
+from shared.token_states import SUBMITTED, ImpossibleTransition, State, state_of
 
 SOURCE = "certtoken/ca_worker"
 
@@ -45,11 +45,6 @@ class Outcome:
     followups: tuple[OutboxMessage, ...] = field(default=())
     # A genkey token's key to write with it: its PKCS#12, its pending key, or secrets dropped.
     key: dict[str, Any] | None = None
-
-
-# The state a ``csr.sign`` job's token is in when the job is first handled: outcomes are
-# prepared for it before the write lock, and prepared again under it for any other state.
-_SUBMITTED = transition(None, Trigger.SUBMIT).state
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,9 @@ class TokenBook:
         return await self._records.submit(item)
 
     async def _record_many(self, items: list[Outcome]) -> list[list[OutboxMessage] | Exception]:
-        ready = [self._prepare_for(item, _SUBMITTED) for item in items]
+        # Prepared for the state the api stores a job's token in, before the write lock; under
+        # it, prepared again where the token is in another state.
+        ready = [self._prepare_for(item, SUBMITTED) for item in items]
         async with self._db.write() as session:
             # The token's state decides whether an outcome moves it on (the first one does), so
             # a redelivered or duplicated job changes nothing. The rows stay locked (SQLite's

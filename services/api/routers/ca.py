@@ -20,14 +20,16 @@ from services.api.errors import Conflict, NotFound, ParameterError
 from services.api.jobs import job_row
 from services.api.ocsp import OCSPResponder
 from services.api.params import body_doc, parse
+from services.api.tokens import require_transition
 from services.api.waiter import await_outcome, states
 from shared.ca_jobs import Decision
-from shared.db.models import CAConnector, CAPublication, CARequest, utcnow
+from shared.db.models import CAConnector, CAPublication, CARequest, Token, utcnow
 from shared.echo import echo
 from shared.messaging.outbox import insert_outbox
 from shared.messaging.topology import CA_APPROVE, CA_DENY
 from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import SecretBox
+from shared.token_states import Trigger
 
 router = APIRouter(prefix="/ca", tags=["ca"])
 
@@ -106,9 +108,16 @@ async def _decide(
 ) -> JSONResponse:
     async with ctx.db.read() as session:
         held = await session.get(CARequest, request_id)
+        state: str | None = None
+        if held is not None:
+            state = await session.scalar(
+                select(Token.rollout_state).where(Token.serial == held.token_serial)
+            )
     if held is None or held.ca != ca:
         raise NotFound(f"request: CA {echo(ca)} has no request {echo(request_id)}")
     _check_open(held)
+    trigger = Trigger.APPROVE if decision == "approve" else Trigger.DENY
+    require_transition("request", held.token_serial, state, trigger)
     kind = CA_APPROVE if decision == "approve" else CA_DENY
     job = Decision(request_id, ca, admin, reason)
     expected = ctx.waiter.expect(held.token_serial, states("enrolled", "denied", "failed"))

@@ -12,18 +12,19 @@ from sqlalchemy import func, select
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
-from services.api.errors import Conflict, Forbidden
+from services.api.errors import Forbidden
 from services.api.jobs import job_row
 from services.api.params import Page, PageSize, body_doc, parse
 from services.api.policies import Action, require_action
 from services.api.schemas import REALM
-from services.api.tokens import page_links, token_for, token_view
+from services.api.tokens import page_links, require_transition, token_for, token_view
 from services.api.waiter import await_outcome, retired
 from shared.ca_jobs import Retirement
 from shared.db.models import Token
 from shared.domain import EventType, RolloutState
 from shared.messaging.outbox import insert_outbox
 from shared.messaging.topology import CA_DELETE, CA_REVOKE
+from shared.token_states import Trigger
 
 router = APIRouter(prefix="/token", tags=["token"])
 log = logging.getLogger(__name__)
@@ -94,11 +95,7 @@ async def revoke_token(request: Request, ctx: Context, caller: Caller) -> JSONRe
     data = await parse(request, TokenRevoke)
     token = await token_for(ctx, caller, data.serial)
     await require_action(ctx, caller, Action.REVOKE, token.username, token.realm)
-    if token.rollout_state != RolloutState.ENROLLED:
-        raise Conflict(
-            f"serial: token {data.serial} is {token.rollout_state}; only an enrolled token "
-            "can be revoked"
-        )
+    require_transition("serial", token.serial, token.rollout_state, Trigger.REVOKE)
     job = Retirement(data.serial, data.reason, caller.username)
     return await _retire(ctx, CA_REVOKE, job, EventType.TOKEN_REVOKE)
 
@@ -108,6 +105,7 @@ async def delete_token(serial: str, ctx: Context, caller: Caller) -> JSONRespons
     """Delete a token: an enrolled one is revoked first, a pending request is withdrawn."""
     token = await token_for(ctx, caller, serial)
     await require_action(ctx, caller, Action.DELETE, token.username, token.realm)
+    require_transition("serial", token.serial, token.rollout_state, Trigger.DELETE)
     job = Retirement(serial, "", caller.username)
     return await _retire(ctx, CA_DELETE, job, EventType.TOKEN_DELETE)
 
