@@ -28,7 +28,7 @@ from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions, template_opti
 from shared.csr_rules import keytype_violation
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database
-from shared.domain import JOB_CSR_SIGN, EventType, RolloutState
+from shared.domain import JOB_CSR_SIGN
 from shared.events import new_event
 from shared.identity import OWNER_ATTRIBUTES, Refused, decide, owner_of_job, owner_subject
 from shared.jobs import SignRequest
@@ -42,6 +42,7 @@ from shared.messaging.topology import (
 )
 from shared.pki import CSRError, parse_csr
 from shared.token_events import init_event_data
+from shared.token_states import SUBMITTED, Trigger, transition
 
 SOURCE = "certtoken/api"
 log = logging.getLogger(__name__)
@@ -123,12 +124,15 @@ class EnrollmentStore:
         if held:
             raise ParameterError(HELD)
         request = upload.request
-        data = init_event_data(request, RolloutState.ENROLLED, request.info, upload.certificate)
-        event = new_event(EventType.TOKEN_INIT, SOURCE, request.serial, data, upload.correlation_id)
+        stored = transition(None, Trigger.UPLOAD, request.info)
+        assert stored.state is not None
+        assert stored.emit is not None
+        data = init_event_data(request, stored.state, stored.info, upload.certificate)
+        event = new_event(stored.emit, SOURCE, request.serial, data, upload.correlation_id)
         row = outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease)
         values = _token_values(request, utcnow())
         values.update(
-            rollout_state=RolloutState.ENROLLED.value,
+            rollout_state=stored.state.value,
             certificate=upload.certificate,
             certificate_id=upload.certificate_id,
         )
@@ -284,7 +288,7 @@ def _token_values(request: SignRequest, now: Any) -> dict[str, Any]:
         "tokentype": request.tokentype,
         "username": request.username,
         "realm": request.realm,
-        "rollout_state": RolloutState.SUBMITTED.value,
+        "rollout_state": SUBMITTED,
         "ca": request.ca,
         "template": request.template,
         "request": request.request,
