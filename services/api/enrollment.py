@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.errors import ParameterError
+from services.api.admission import Admission, Candidate, admit_in
+from services.api.errors import ApiError, ParameterError
+from services.api.idempotency import Replay, earlier
 from services.api.uploads import HELD
 from shared.attestation import (
     AttestationError,
@@ -56,6 +58,7 @@ class EnrollIntent:
     correlation_id: str
     # The request's CSR as the route parsed it already, so the batch need not parse it again.
     csr: x509.CertificateSigningRequest | None = None
+    admission: Admission = field(default_factory=Admission)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Upload:
     correlation_id: str
     # Issuer and serial (shared.pki.certificate_id): a certificate belongs to one token only.
     certificate_id: str
+    admission: Admission = field(default_factory=Admission)
 
 
 class SerialTaken(Exception):
@@ -79,21 +83,22 @@ class EnrollmentStore:
     def __init__(self, db: Database, lease: timedelta) -> None:
         self._db = db
         self._lease = lease
-        self._batcher: Batcher[EnrollIntent, OutboxMessage] = Batcher(self._flush)
+        self._batcher: Batcher[EnrollIntent, OutboxMessage | Replay] = Batcher(self._flush)
 
-    async def store(self, intent: EnrollIntent) -> OutboxMessage:
-        """Store *intent*; return its job for the caller to publish. 400 for bad references."""
+    async def store(self, intent: EnrollIntent) -> OutboxMessage | Replay:
+        """Store *intent*; return its job for the caller to publish, or the token its key made.
+
+        400 for bad references, 403 over a token limit, 409 for a key used with another body.
+        """
         return await self._batcher.submit(intent)
 
-    async def _flush(self, intents: list[EnrollIntent]) -> list[OutboxMessage | Exception]:
-        # Checks read outside the write lock, which is held only for the inserts; a serial
-        # taken meanwhile still fails on the primary key (IntegrityError: drawn again).
+    async def _flush(self, intents: list[EnrollIntent]) -> list[OutboxMessage | Replay | Exception]:
+        # Checks read outside the write lock; a serial taken meanwhile still fails on the
+        # primary key (IntegrityError: drawn again). Limits and keys are decided under it.
         async with self._db.read() as session:
             found = await _lookups(session, [i.request for i in intents])
-        results: list[OutboxMessage | Exception] = []
-        tokens: list[dict[str, Any]] = []
-        jobs: list[OutboxMessage] = []
-        now = utcnow()
+        results: list[OutboxMessage | Replay | Exception] = []
+        checked: list[tuple[int, SignRequest, OutboxMessage, Candidate]] = []
         for intent in intents:
             try:
                 request = _check(intent.request, found, intent.csr)
@@ -106,17 +111,31 @@ class EnrollmentStore:
             )
             key = CSR_GENKEY if request.keygen is not None else CSR_SIGN
             job = outbox_message(JOBS_EXCHANGE, key, event, self._lease)
+            checked.append((len(results), request, job, _candidate(request, intent.admission)))
             results.append(job)
-            tokens.append(_token_values(request, now))
-            jobs.append(job)
-        if tokens:
-            async with self._db.write() as session:
+        if not checked:
+            return results
+        now = utcnow()
+        async with self._db.write() as session:
+            verdicts = await admit_in(session, [candidate for *_, candidate in checked])
+            tokens: list[dict[str, Any]] = []
+            jobs: list[OutboxMessage] = []
+            for (index, request, job, _), verdict in zip(checked, verdicts, strict=True):
+                if verdict is not None:
+                    results[index] = verdict
+                    continue
+                tokens.append(_token_values(request, now))
+                jobs.append(job)
+            if tokens:
                 await session.execute(insert(Token), tokens)
                 await insert_outbox(session, jobs)
         return results
 
-    async def store_upload(self, upload: Upload) -> OutboxMessage:
-        """Store an uploaded certificate's token, enrolled; return its ``token_init`` event."""
+    async def store_upload(self, upload: Upload) -> OutboxMessage | Replay:
+        """Store an uploaded certificate's token, enrolled; return its ``token_init`` event.
+
+        Or the token an earlier request with the same key made; 403 over a token limit.
+        """
         async with self._db.read() as session:
             found = await _lookups(session, [upload.request])
             held = await _holder(session, upload.certificate_id)
@@ -138,16 +157,29 @@ class EnrollmentStore:
         )
         try:
             async with self._db.write() as session:
+                [verdict] = await admit_in(session, [_candidate(request, upload.admission)])
+                if isinstance(verdict, ApiError):
+                    raise verdict
+                if verdict is not None:
+                    return verdict
                 await session.execute(insert(Token), [values])
                 await insert_outbox(session, [row])
         except IntegrityError:
-            # A concurrent upload of the same certificate won the unique index; anything
+            # A concurrent request with the same key (in another process) won its primary key;
+            # or a concurrent upload of the same certificate won the unique index; anything
             # else is a serial collision, which the caller draws again.
+            replay = await earlier(self._db, upload.admission.claim)
+            if replay is not None:
+                return replay
             async with self._db.read() as session:
                 if await _holder(session, upload.certificate_id):
                     raise ParameterError(HELD) from None
             raise
         return row
+
+
+def _candidate(request: SignRequest, admission: Admission) -> Candidate:
+    return Candidate(request.serial, (request.username, request.realm), admission)
 
 
 async def _holder(session: AsyncSession, identity: str) -> str | None:

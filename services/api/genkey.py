@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from services.api.admission import Admission
 from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import ApiError, Conflict, Gone, NotFound, ParameterError
@@ -86,6 +87,7 @@ async def genkey_init(
     rules: EnrollRules,
     ca_template: tuple[str, str],
     caller: Identity,
+    admission: Admission,
 ) -> JSONResponse:
     """Submit a genkey token; the answer carries the PKCS#12 password when none was given."""
     keytype = choose_keytype(data.keytype, data.keysize)
@@ -110,7 +112,9 @@ async def genkey_init(
     def sign_request(serial: str) -> SignRequest:
         return SignRequest(serial, username, realm, ca, template, "", info=info, keygen=spec)
 
-    detail = await submit(request, ctx, sign_request)
+    detail, made = await submit(request, ctx, sign_request, admission=admission)
+    if not made:
+        return ok(True, detail)
     detail["keytype"] = keytype
     if generated:
         # Returned this once; stored only sealed, and only until the PKCS#12 is built.

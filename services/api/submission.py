@@ -12,9 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.api import audit
+from services.api.admission import Admission
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollIntent, SerialTaken
-from services.api.waiter import Expected, await_outcome
+from services.api.idempotency import Replay
+from services.api.waiter import Expected, await_outcome, stored_detail
 from shared import identity
 from shared.db.models import OutboxMessage, Token
 from shared.domain import RolloutState, new_serial
@@ -51,20 +53,29 @@ async def submit(
     ctx: ApiContext,
     make: Callable[[str], SignRequest],
     csr: x509.CertificateSigningRequest | None = None,
-) -> dict[str, Any]:
-    """Store the token made by *make* (given a fresh serial), send its job, await the outcome."""
+    admission: Admission | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Store the token made by *make* (given a fresh serial), send its job, await the outcome.
 
-    async def store(serial: str) -> tuple[Expected, OutboxMessage]:
+    Returns the answer's detail and whether this request made the token: with an
+    Idempotency-Key used before, the detail is the earlier token's as it is now.
+    """
+
+    async def store(serial: str) -> tuple[Expected, OutboxMessage | Replay]:
         # Expected before the job exists: its outcome event cannot come too early.
         expected = ctx.waiter.expect(serial)
         try:
-            intent = EnrollIntent(make(serial), correlation_id.get(), csr)
+            intent = EnrollIntent(make(serial), correlation_id.get(), csr, admission or Admission())
             return expected, await ctx.enrollments.store(intent)
         except BaseException:
             ctx.waiter.discard(expected)
             raise
 
     serial, (expected, job) = await with_free_serial(store)
+    if isinstance(job, Replay):
+        ctx.waiter.discard(expected)
+        audit.note(request, serial=job.serial)
+        return await stored_detail(ctx.db, job.serial), False
     audit.note(request, serial=serial)
     try:
         await ctx.relay.send([job])
@@ -74,7 +85,7 @@ async def submit(
         ctx.waiter.discard(expected)
     if detail["rollout_state"] == RolloutState.FAILED:
         await _ca_detail(request, ctx, detail)
-    return detail
+    return detail, True
 
 
 async def _ca_detail(request: Request, ctx: ApiContext, detail: dict[str, Any]) -> None:

@@ -385,3 +385,18 @@ class TokenKey(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` of ``POST /token/init`` and the token it made. Written by: api."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"),)
+
+    # Whose key (role:name@realm): callers never share keys.
+    caller: Mapped[str] = mapped_column(String(300), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # HMAC-SHA256 of the request body: a key reused with another body is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import Settings
 from tests.support.amqp import vhost_url
 from tests.support.stack import Stack, prepare, running_stack, settings_for
 
@@ -46,3 +47,14 @@ async def idle_worker(tmp_path: Path) -> AsyncIterator[Stack]:
     await prepare(settings)
     async with running_stack(settings, worker=False) as running:
         yield running
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def prepared_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """A prepared system's settings on an SQLite file, then on PostgreSQL (nothing running)."""
+    overrides = {}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    settings = settings_for(tmp_path / "data", **overrides)
+    await prepare(settings)
+    return settings

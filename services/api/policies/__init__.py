@@ -12,6 +12,7 @@ from services.api.policies.decisions import (
     choose_ca_template,
     enroll_rules,
     require_action,
+    token_limit,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "choose_ca_template",
     "enroll_rules",
     "require_action",
+    "token_limit",
 ]

@@ -6,11 +6,10 @@ The hooks read the cached policies (see ``store``) and hand them to pure functio
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import func, select
 
 from services.api.context import ApiContext
 from services.api.errors import Forbidden, ParameterError
@@ -30,9 +29,8 @@ from services.api.policies.catalog import (
 from services.api.policies.matching import Subject, action_value, applies, matching
 from services.api.policies.spec import PolicySpec
 from services.api.policies.store import current_policies
+from services.api.token_counts import LimitCheck, held_tokens
 from shared.attestation import AttestationMode
-from shared.db.models import Token
-from shared.domain import RolloutState
 from shared.security import Identity
 
 __all__ = [
@@ -45,10 +43,8 @@ __all__ = [
     "refusal",
     "require_action",
     "rules_from",
+    "token_limit",
 ]
-
-# Tokens in these states hold no usable certificate: they do not count as active.
-INACTIVE_STATES = (RolloutState.REVOKED, RolloutState.FAILED, RolloutState.DENIED)
 
 _VERBS = {
     Action.ENROLL: "enroll certificate tokens",
@@ -161,23 +157,28 @@ def limit_problem(
     return None
 
 
+def token_limit(rules: EnrollRules, owner: tuple[str, str]) -> LimitCheck | None:
+    """The owner's token limits as a check of the tokens they hold; None when there are none."""
+    if rules.max_token_per_user is None and rules.max_active_token_per_user is None:
+        return None
+    return functools.partial(limit_problem, rules, owner)
+
+
 async def check_token_limits(
     ctx: ApiContext, rules: EnrollRules, username: str, realm: str
 ) -> None:
     """Forbidden when the owner has as many tokens as the policies allow.
 
-    Two enrollments racing for the last free place may both pass (as in privacyIDEA).
+    An early answer only: the enrollment store decides again under the write lock, in the
+    transaction that stores the token, so concurrent enrollments cannot pass the limit.
     """
-    if rules.max_token_per_user is None and rules.max_active_token_per_user is None:
+    owner = (username, realm)
+    check = token_limit(rules, owner)
+    if check is None:
         return
-    owned = (Token.username == username, Token.realm == realm)
-    inactive = [s.value for s in INACTIVE_STATES]
-    counts = select(func.count(), func.count().filter(Token.rollout_state.not_in(inactive))).where(
-        *owned
-    )
     async with ctx.db.read() as session:
-        total, active = (await session.execute(counts)).one()
-    problem = limit_problem(rules, (username, realm), total, active)
+        total, active = (await held_tokens(session, [owner]))[owner]
+    problem = check(total, active)
     if problem:
         raise Forbidden(problem)
 

@@ -5,17 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from services.api import audit
+from services.api.admission import Admission
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.enrollment import Upload, check_attestation
 from services.api.envelope import ok
 from services.api.errors import Forbidden, ParameterError
 from services.api.genkey import genkey_init, wants_genkey
+from services.api.idempotency import (
+    DESCRIPTION,
+    HEADER,
+    Replay,
+    claim_for,
+    earlier_answer,
+    parse_key,
+)
 from services.api.login import split_login
 from services.api.params import body_doc, parse
 from services.api.policies import (
@@ -25,11 +34,13 @@ from services.api.policies import (
     choose_ca_template,
     enroll_rules,
     require_action,
+    token_limit,
 )
 from services.api.ratelimit import Limited
 from services.api.schemas import TokenInit
 from services.api.submission import enrolled_by, submit, with_free_serial
 from services.api.uploads import check_proof, uploaded_certificate
+from services.api.waiter import stored_detail
 from shared.db.models import OutboxMessage, User
 from shared.domain import RolloutState
 from shared.jobs import SignRequest
@@ -44,9 +55,15 @@ log = logging.getLogger(__name__)
 @router.post(
     "/init", openapi_extra=body_doc(TokenInit), dependencies=[Depends(Limited("token_init"))]
 )
-async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
+async def init_token(
+    request: Request,
+    ctx: Context,
+    caller: Caller,
+    idempotency_key: str | None = Header(default=None, alias=HEADER, description=DESCRIPTION),
+) -> JSONResponse:
     """Enroll a certificate token from a CSR, an uploaded certificate or a generated key."""
     data = await parse(request, TokenInit)
+    key = parse_key(idempotency_key)
     genkey = wants_genkey(data)
     modes = [name for name, on in _modes(data, genkey) if on]
     if len(modes) > 1:
@@ -54,10 +71,16 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     username, realm = await _owner(ctx, data, caller)
     audit.note(request, user=username, realm=realm)
     await require_action(ctx, caller, Action.ENROLL, username, realm)
+    claim = claim_for(caller, key, data, ctx.settings.resolved_secret_key)
+    earlier = await earlier_answer(ctx.db, claim)
+    if earlier is not None:
+        audit.note(request, serial=earlier["serial"])
+        return ok(True, earlier)
     rules = await enroll_rules(ctx, caller, username, realm)
     await check_token_limits(ctx, rules, username, realm)
+    admission = Admission(token_limit(rules, (username, realm)), claim)
     if data.certificate:
-        return await _upload(request, data, ctx, caller, (username, realm), rules)
+        return await _upload(request, data, ctx, caller, (username, realm), rules, admission)
     ca, template = choose_ca_template(rules, data.ca, data.template)
     if not genkey and not data.request:
         raise ParameterError(
@@ -67,7 +90,7 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
         raise ParameterError("ca: required (the name of a CA connector)")
     if genkey:
         return await genkey_init(
-            request, data, ctx, (username, realm), rules, (ca, template or ""), caller
+            request, data, ctx, (username, realm), rules, (ca, template or ""), caller, admission
         )
     assert data.request is not None
     try:
@@ -91,7 +114,7 @@ async def init_token(request: Request, ctx: Context, caller: Caller) -> JSONResp
     def sign_request(serial: str) -> SignRequest:
         return SignRequest(serial, username, realm, ca, template or "", request_pem, info=info)
 
-    detail = await submit(request, ctx, sign_request, csr)
+    detail, _ = await submit(request, ctx, sign_request, csr, admission)
     return ok(True, detail)
 
 
@@ -111,6 +134,7 @@ async def _upload(
     caller: Identity,
     owner: tuple[str, str],
     rules: EnrollRules,
+    admission: Admission,
 ) -> JSONResponse:
     """An uploaded certificate: the token is enrolled at once, no CA involved."""
     uploaded = uploaded_certificate(data.certificate or "")
@@ -125,12 +149,15 @@ async def _upload(
     }
     identity = uploaded.identity
 
-    async def store(serial: str) -> OutboxMessage:
+    async def store(serial: str) -> OutboxMessage | Replay:
         sign = SignRequest(serial, username, realm, data.ca or "", "", "", info=info)
-        upload = Upload(sign, certificate, correlation_id.get(), identity)
+        upload = Upload(sign, certificate, correlation_id.get(), identity, admission)
         return await ctx.enrollments.store_upload(upload)
 
     serial, row = await with_free_serial(store)
+    if isinstance(row, Replay):
+        audit.note(request, serial=row.serial)
+        return ok(True, await stored_detail(ctx.db, row.serial))
     audit.note(request, serial=serial)
     await ctx.relay.send([row])
     log.info("certificate uploaded", extra={"serial": serial})
