@@ -1,6 +1,6 @@
 # certtoken developer tasks. The virtualenv is created on first use and reinstalled only
 # when pyproject.toml or constraints.txt change (stamp file $(VENV)/.installed).
-#   make run | test | lint | bench | secrets | clean | distclean
+#   make run | test | chaos | lint | bench | secrets | clean | distclean
 #   make test PYTEST_ARGS="-m 'not postgres' -x"     # extra pytest arguments
 #   make bench BENCH_ARGS="--quick"                   # extra arguments for every benchmark
 
@@ -9,15 +9,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+CHAOS_ENROLLMENTS ?= 10000
 BENCH_ARGS ?=
 SECRETS_DIR ?= secrets
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench secrets clean distclean
+.PHONY: help venv run test chaos lint format bench secrets clean distclean
 
 help:
 	@echo "make run        all three services in one process (.venv/bin/certtoken run)"
 	@echo "make test       the test suite (PYTEST_ARGS=... for extra pytest arguments)"
+	@echo "make chaos      the fault drills at scale (CHAOS_ENROLLMENTS=10000 per drill)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make bench      run every bench/*.py (prints figures; fails only if one crashes)"
@@ -38,6 +40,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chaos: $(STAMP)
+	CERTTOKEN_CHAOS_ENROLLMENTS=$(CHAOS_ENROLLMENTS) $(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

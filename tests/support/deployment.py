@@ -81,6 +81,8 @@ class Verdict:
     missing_mails: int
     drain_seconds: float
     states: dict[str, int]
+    # Why mails are missing (examples), for the failure message; not part of the line.
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -98,7 +100,7 @@ class Verdict:
         )
 
     def __str__(self) -> str:
-        return self.line()
+        return f"{self.line()} {self.detail}".rstrip()
 
 
 @dataclass
@@ -280,7 +282,7 @@ class Deployment:
         fault: Callable[[], Awaitable[None]],
         *,
         start_at: float = 0.2,
-        within: float = 120,
+        within: float | None = None,
         concurrency: int = 32,
     ) -> Verdict:
         """Put *size* enrollments in flight, run *fault* once a *start_at* share is stored,
@@ -297,7 +299,7 @@ class Deployment:
         finally:
             if not load.done():
                 load.cancel()
-        await self.drain(within)
+        await self.drain(within if within is not None else 60 + size * 0.05)
         return await self.verdict(name, submission, time.monotonic() - started)
 
     async def duplicate_certificates(self) -> int:
@@ -330,7 +332,11 @@ class Deployment:
             received = list(self.sink.received)
         per_message = Counter((tuple(m.rcpt_tos), m.subject) for m in received)
         duplicate_mails = sum(n - 1 for n in per_message.values())
-        missing = max(0, await self.expected_mails() - len(per_message))
+        mailed = {s for _, subject in per_message for s in subject.split() if s in tokens}
+        unmailed = sorted(
+            s for s, st in tokens.items() if st in (*MAILED_STATES, "revoked") and s not in mailed
+        )
+        detail = await self._why_unmailed(unmailed[:5]) if unmailed else ""
         return Verdict(
             name=name,
             accepted=len(submission.accepted),
@@ -338,10 +344,23 @@ class Deployment:
             lost=lost,
             duplicate_certs=await self.duplicate_certificates(),
             duplicate_mails=duplicate_mails,
-            missing_mails=missing,
+            missing_mails=len(unmailed),
             drain_seconds=drain_seconds,
             states=dict(Counter(tokens.values())),
+            detail=detail,
         )
+
+    async def _why_unmailed(self, serials: list[str]) -> str:
+        """Delivery records and notifier log lines of tokens that got no mail."""
+        lines = []
+        logs = {n: (self.procs.logdir / f"{n}.log").read_text() for n in self.names(NOTIFIER)}
+        for serial in serials:
+            rows = await self.rows(
+                "SELECT status, attempts, error FROM mail_delivery WHERE serial = :s", s=serial
+            )
+            seen = [n for n, text in logs.items() if serial in text]
+            lines.append(f"{serial}: deliveries={[tuple(r) for r in rows]} in logs of {seen}")
+        return "; ".join(lines)
 
     # --- operator setup ---------------------------------------------------------------------
 
