@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -17,7 +18,7 @@ from services.api.audit import AuditLog, AuditMiddleware
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollmentStore
 from services.api.envelope import error
-from services.api.errors import ApiError
+from services.api.errors import ApiError, Unavailable
 from services.api.middleware import CorrelationMiddleware
 from services.api.params import TextGuard
 from services.api.ratelimit import RateLimiter, TooManyRequests, too_many_requests
@@ -36,6 +37,7 @@ from services.api.routers import (
 )
 from services.api.waiter import OutcomeWaiter
 from shared.config import Settings
+from shared.db.faults import storage_outage
 from shared.db.session import Database
 from shared.echo import cut
 from shared.health import health_routes, readiness_check
@@ -166,6 +168,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        reason = storage_outage(exc)
+        if reason is None:
+            raise exc  # any other database error is unexpected (below)
+        log.error("storage outage: %s", reason, extra={"error": str(exc.orig)})
+        return error(Unavailable.status_code, Unavailable.code, reason)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

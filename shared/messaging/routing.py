@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.db.faults import storage_outage
 from shared.messaging.base import Message, Reject
 from shared.messaging.topology import QueueSpec
 
@@ -145,7 +146,10 @@ def failure_route(
     headers[ORIGINAL_ROUTING_KEY] = message.routing_key
     headers.setdefault(ORIGINAL_EXCHANGE, exchange)
     headers[ERROR] = describe_error(error)
-    if not isinstance(error, Reject) and message.attempt < max_attempts:
+    # A storage outage (a full disk) is not the message's fault: it is retried, at the growing
+    # then capped delays, for as long as the outage lasts; it never parks the message.
+    retry = not isinstance(error, Reject) and message.attempt < max_attempts
+    if retry or storage_outage(error):
         delay = retry_delays_ms[min(message.attempt - 1, len(retry_delays_ms) - 1)]
         headers[ATTEMPT] = message.attempt + 1
         return FailureRoute(spec.retry_queue(delay), headers, delay)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from shared.messaging.base import Message, Reject, RetryLater
@@ -156,3 +158,14 @@ def test_attempt_header_is_read_defensively(value: object, attempt: int) -> None
         redelivered=False,
     )
     assert message.attempt == attempt
+
+
+def test_a_full_disk_is_retried_past_the_last_attempt_never_parked() -> None:
+    full = OSError(errno.ENOSPC, "No space left on device")
+    route = failure_route(
+        SPEC, _message(3), full, exchange="", retry_delays_ms=(50, 100), max_attempts=3
+    )
+    assert not route.parked
+    assert (route.queue, route.delay_ms) == ("certtoken.test.retry.100", 100)
+    assert route.headers[ATTEMPT] == 4
+    assert "No space left on device" in route.headers[ERROR]
