@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from tests.support.vhosts import pool_for
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -19,17 +19,11 @@ def base_url() -> str:
 
 @contextmanager
 def vhost_url() -> Iterator[str]:
-    """Create a fresh vhost (with rabbitmqctl) and yield its URL; delete it afterwards."""
-    name = f"certtoken-test-{uuid.uuid4().hex[:10]}"
-    user = urlsplit(base_url()).username or "guest"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
+    """Yield the URL of a fresh vhost; it is deleted afterwards (see tests/support/vhosts.py)."""
     parts = urlsplit(base_url())
+    pool = pool_for(parts.username or "guest")
+    name = pool.take()
     try:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + quote(name, safe=""), "", ""))
     finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True)
+        pool.give_back(name)
