@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -70,6 +73,38 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
 
 async def prepare(settings: Settings, ca: str = "localca") -> None:
     """Migrate, create a local CA and an administrator, as an operator would."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if _copyable(settings):
+        # What an operator's commands make is the same each time: make it once, copy it.
+        if ca not in _prepared:
+            template = Path(tempfile.mkdtemp(prefix="certtoken-prepared-")) / "data"
+            atexit.register(shutil.rmtree, template.parent, ignore_errors=True)
+            await _prepare(settings_for(template), ca)
+            _prepared[ca] = template
+        shutil.copytree(_prepared[ca], settings.data_dir, dirs_exist_ok=True)
+        return
+    await _prepare(settings, ca)
+
+
+# Prepared data directories by CA name, for settings that _copyable admits.
+_prepared: dict[str, Path] = {}
+
+
+def _copyable(settings: Settings) -> bool:
+    """Whether a prepared data directory fits *settings*: SQLite in it, its own secrets."""
+    own_secrets = (
+        settings.secret_key,
+        settings.secret_key_file,
+        settings.ca_passphrase,
+        settings.ca_passphrase_file,
+    )
+    return (
+        not settings.database_url and not any(own_secrets) and not any(settings.data_dir.iterdir())
+    )
+
+
+async def _prepare(settings: Settings, ca: str) -> None:
+    """What prepare does the first time: migrate, create the CA and the administrator."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
