@@ -272,7 +272,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from services.ca_worker.ca_create import create_local_ca
     from services.ca_worker.service import CAWorker
     from services.notifier.service import Notifier
-    from services.runtime import Component, broker_for, http_server, serve
+    from services.runtime import Component, api_drain_seconds, broker_for, http_server, serve
     from shared.db.models import CAConnector
 
     configure("certtoken", settings.log_level, settings.log_json)
@@ -289,19 +289,22 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             CAWorker(settings, broker, db),
             Notifier(settings, broker, db),
         ]
-        server = http_server(app, args.host, args.port, settings.trusted_proxies)
+        server = http_server(
+            app, args.host, args.port, settings.trusted_proxies, api_drain_seconds(settings)
+        )
         await serve(components, [server], broker)
 
 
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
     """``api``: the HTTP API alone."""
     from services.api.app import create_app
-    from services.runtime import broker_for, http_server, serve
+    from services.runtime import api_drain_seconds, broker_for, http_server, serve
 
     _require_amqp(settings)
     configure("api", settings.log_level, settings.log_json)
     app = create_app(settings, broker_for(settings))
-    await serve([], [http_server(app, args.host, args.port, settings.trusted_proxies)], None)
+    drain = api_drain_seconds(settings)
+    await serve([], [http_server(app, args.host, args.port, settings.trusted_proxies, drain)], None)
 
 
 async def cmd_ca_worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -329,8 +332,14 @@ async def _run_worker(settings: Settings, name: str, factory: Callable[..., Any]
         servers = []
         if settings.health_port:
             app = health_app(readiness_check(db, broker))
-            servers.append(http_server(app, settings.health_host, settings.health_port))
-        await serve([factory(broker, db)], servers, broker)
+            server = http_server(
+                app,
+                settings.health_host,
+                settings.health_port,
+                drain_seconds=settings.drain_seconds,
+            )
+            servers.append(server)
+        await serve([factory(broker, db)], servers, broker, http_first=False)
 
 
 def _require_amqp(settings: Settings) -> None:

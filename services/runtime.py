@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -15,6 +16,9 @@ from shared.config import Settings
 from shared.messaging.base import Broker
 
 log = logging.getLogger(__name__)
+
+# After its wait, POST /token/init reads its token once more before it answers.
+_INIT_ANSWER_MARGIN = 1.0
 
 
 class Component(Protocol):
@@ -33,8 +37,18 @@ class HttpServer(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, host: str, port: int, trusted_proxies: Sequence[str] = ()) -> HttpServer:
-    """An HTTP server for *app*; X-Forwarded-For is believed only from *trusted_proxies*."""
+def http_server(
+    app: Any,
+    host: str,
+    port: int,
+    trusted_proxies: Sequence[str] = (),
+    drain_seconds: float | None = None,
+) -> HttpServer:
+    """An HTTP server for *app*; X-Forwarded-For is believed only from *trusted_proxies*.
+
+    Once told to stop it refuses new connections, answers the requests in flight for up to
+    *drain_seconds* (None: as long as they take), then runs the app's shutdown.
+    """
     config = uvicorn.Config(
         app,
         host=host,
@@ -45,8 +59,14 @@ def http_server(app: Any, host: str, port: int, trusted_proxies: Sequence[str] =
         # uvicorn would trust 127.0.0.1 (or $FORWARDED_ALLOW_IPS) by default.
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=list(trusted_proxies),
+        timeout_graceful_shutdown=None if drain_seconds is None else math.ceil(drain_seconds),
     )
     return HttpServer(config)
+
+
+def api_drain_seconds(settings: Settings) -> float:
+    """How long a stopping api answers requests in flight: never less than an init's wait."""
+    return max(settings.drain_seconds, settings.init_wait_seconds + _INIT_ANSWER_MARGIN)
 
 
 def broker_for(settings: Settings) -> Broker:
@@ -71,9 +91,17 @@ def broker_for(settings: Settings) -> Broker:
 
 
 async def serve(
-    components: Sequence[Component], servers: Sequence[HttpServer], broker: Broker | None
+    components: Sequence[Component],
+    servers: Sequence[HttpServer],
+    broker: Broker | None,
+    *,
+    http_first: bool = True,
 ) -> None:
-    """Start components, then serve HTTP until a signal; stop HTTP first, then components."""
+    """Start components, then serve HTTP until a signal; then stop HTTP and components.
+
+    *http_first*: the api's requests in flight may need the components (the embedded run);
+    a worker's HTTP only reports health, so it stops consuming first.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,15 +120,15 @@ async def serve(
         waiter.cancel()
         log.info("stopping: draining in-flight work")
     finally:
-        for server in servers:
-            server.should_exit = True
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if http_first:
+            await _stop_servers(servers, tasks)
         for component in reversed(started):
             try:
                 await component.stop()
             except Exception:
                 log.exception("error while stopping a component")
+        if not http_first:
+            await _stop_servers(servers, tasks)
         if broker is not None:
             await broker.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -108,3 +136,11 @@ async def serve(
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise RuntimeError("HTTP server failed") from task.exception()
+
+
+async def _stop_servers(servers: Sequence[HttpServer], tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Tell every server to stop and wait until each has answered its requests in flight."""
+    for server in servers:
+        server.should_exit = True
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     outbox_batch: int = Field(default=200, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_lease_seconds: float = Field(default=30.0, gt=0)
+    # After SIGTERM, how long a process finishes the requests and messages in hand; with the
+    # closing of connections it fits in the usual 30 s stop grace (compose, Kubernetes).
+    drain_seconds: float = Field(default=20.0, gt=0, le=3600)
     health_port: int = Field(default=0, ge=0, le=65535)
     health_host: str = "127.0.0.1"
     # --- notifier ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from services.ca_worker.handlers import JobRouter, SignHandler
@@ -93,6 +94,7 @@ class CAWorker:
             }
         )
         self._broker = broker
+        self._drain = settings.drain_seconds
         self._consumers: list[Consumer] = []
 
     async def start(self) -> None:
@@ -108,10 +110,10 @@ class CAWorker:
         )
 
     async def stop(self) -> None:
-        """Finish the jobs in hand, then publish what they left in the outbox."""
+        """Finish and acknowledge the jobs in hand, then publish what they left in the outbox."""
         consumers, self._consumers = self._consumers, []
-        for consumer in consumers:
-            await consumer.stop()
+        # Together: a queue still consuming while another drains would take new jobs.
+        await asyncio.gather(*(consumer.stop(self._drain) for consumer in consumers))
         await self.keys.shutdown()
         await self.publisher.stop()
         await self.relay.stop()

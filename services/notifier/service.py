@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from services.notifier.config_cache import ConfigCache
 from services.notifier.deliveries import DeliveryBook
 from services.notifier.mailer import Mailer
@@ -32,6 +34,7 @@ class Notifier:
             default_sender=settings.mail_sender,
         )
         self._broker = broker
+        self._drain = settings.drain_seconds
         self._consumers: list[Consumer] = []
 
     async def start(self) -> None:
@@ -44,6 +47,6 @@ class Notifier:
     async def stop(self) -> None:
         """Finish the events in hand, then close SMTP connections."""
         consumers, self._consumers = self._consumers, []
-        for consumer in consumers:
-            await consumer.stop()
+        # Together: a queue still consuming while another drains would take new events.
+        await asyncio.gather(*(consumer.stop(self._drain) for consumer in consumers))
         await self.transports.close()

@@ -337,6 +337,7 @@ class AmqpConsumer(Consumer):
         self._tag = ""
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._closing = False
 
     async def start(self) -> None:
         """Begin the basic.consume."""
@@ -357,16 +358,31 @@ class AmqpConsumer(Consumer):
                 await asyncio.wait_for(self._queue.cancel(self._tag), CLOSE_TIMEOUT)
         except Exception as exc:
             log.debug("basic.cancel failed", extra={"queue": self._queue.name, "error": repr(exc)})
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=drain_timeout)
-            # Their messages stay unacked, so RabbitMQ delivers them again once the channel closes.
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        # Deliveries sent before the cancel-ok reach _on_delivery a few loop turns later:
+        # wait for those too, until no handler is left or the time is up.
+        deadline = asyncio.get_running_loop().time() + drain_timeout
+        await asyncio.sleep(0)
+        in_hand = len(self._tasks)
+        while self._tasks and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+            await asyncio.sleep(0)
+        # A delivery arriving from now on is not started: it could not be acked.
+        self._closing = True
+        pending = set(self._tasks)
+        # Their messages stay unacked, so RabbitMQ delivers them again once the channel closes.
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        log.info(
+            "consumer stopped",
+            extra={"queue": self._queue.name, "in_hand": in_hand, "unfinished": len(pending)},
+        )
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._channel.close(), CLOSE_TIMEOUT)
 
     async def _on_delivery(self, incoming: AbstractIncomingMessage) -> None:
+        if self._closing:
+            return  # left unacked: RabbitMQ requeues it when the channel closes, unhandled
         # Our own task, not aiormq's, so that stop() decides when a handler is cancelled.
         task = asyncio.create_task(self._process(incoming))
         self._tasks.add(task)

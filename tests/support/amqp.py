@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from tests.support.vhosts import pool_for
 
@@ -27,3 +28,22 @@ def vhost_url() -> Iterator[str]:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + quote(name, safe=""), "", ""))
     finally:
         pool.give_back(name)
+
+
+COUNTED = ("name", "messages_ready", "messages_unacknowledged", "consumers")
+
+
+def queue_counts(url: str, queue: str) -> dict[str, int]:
+    """*queue*'s ready and unacknowledged messages and its consumers, as RabbitMQ counts them."""
+    vhost = unquote(urlsplit(url).path[1:]) or "/"
+    listed = subprocess.run(
+        [*("rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers"), *COUNTED],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in listed.splitlines():
+        name, ready, unacked, consumers = line.split("\t")
+        if name == queue:
+            return {"ready": int(ready), "unacked": int(unacked), "consumers": int(consumers)}
+    raise LookupError(f"no queue {queue!r} in {vhost!r}")
