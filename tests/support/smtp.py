@@ -12,6 +12,7 @@ import datetime
 import email
 import email.policy
 import ipaddress
+import re
 import ssl
 import threading
 import time
@@ -32,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from tests.support.procs import free_port
 
 HOST = "127.0.0.1"
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,12 @@ class SmtpSink:
         """How many mails were accepted."""
         with self.lock:
             return len(self.received)
+
+    def distinct(self) -> int:
+        """How many different mails (by Message-ID) were accepted: copies count once."""
+        with self.lock:
+            raws = [r.raw for r in self.received]
+        return len({found.group(1) if (found := _MESSAGE_ID.search(raw)) else raw for raw in raws})
 
     def open_connections(self) -> int:
         """Clients connected now."""
