@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aio_pika
 
 from tests.support.vhosts import pool_for
 
@@ -30,20 +32,21 @@ def vhost_url() -> Iterator[str]:
         pool.give_back(name)
 
 
-COUNTED = ("name", "messages_ready", "messages_unacknowledged", "consumers")
-
-
 def queue_counts(url: str, queue: str) -> dict[str, int]:
-    """*queue*'s ready and unacknowledged messages and its consumers, as RabbitMQ counts them."""
-    vhost = unquote(urlsplit(url).path[1:]) or "/"
-    listed = subprocess.run(
-        [*("rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers"), *COUNTED],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    for line in listed.splitlines():
-        name, ready, unacked, consumers = line.split("\t")
-        if name == queue:
-            return {"ready": int(ready), "unacked": int(unacked), "consumers": int(consumers)}
-    raise LookupError(f"no queue {queue!r} in {vhost!r}")
+    """*queue*'s ready messages and consumers, as the queue itself answers (no stats lag)."""
+
+    async def ask() -> dict[str, int]:
+        # rabbitmqctl's counts of a quorum queue are metrics, up to seconds old; a passive
+        # declare asks the queue.
+        connection = await aio_pika.connect(url)
+        try:
+            channel = await connection.channel()
+            declared = (await channel.declare_queue(queue, passive=True)).declaration_result
+            return {
+                "ready": int(declared.message_count or 0),
+                "consumers": int(declared.consumer_count or 0),
+            }
+        finally:
+            await connection.close()
+
+    return asyncio.run(ask())
