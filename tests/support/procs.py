@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.http import tls_context
+
 CERTTOKEN = [sys.executable, "-m", "services.cli"]
 
 
@@ -54,7 +56,7 @@ class Processes:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited {proc.returncode}: {self.log(name)}")
             try:
-                if httpx.get(url, timeout=1).status_code == 200:
+                if httpx.get(url, timeout=1, verify=tls_context()).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

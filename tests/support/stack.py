@@ -25,6 +25,7 @@ from shared.db.models import Admin
 from shared.db.session import Database
 from shared.messaging.base import Broker
 from shared.security import hash_password
+from tests.support.http import tls_context
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
 
@@ -42,7 +43,9 @@ class Stack:
     def client(self, token: str | None = None) -> httpx.AsyncClient:
         """An HTTP client for the api, authenticated when *token* is given."""
         headers = {"Authorization": token} if token else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+        return httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=30, verify=tls_context()
+        )
 
     async def admin_token(self) -> str:
         """Log in as the test administrator."""
