@@ -17,15 +17,13 @@ _SCRYPT_R = 8
 _SCRYPT_P = 1
 
 
-def hash_password(password: str) -> str:
-    """Hash *password* with scrypt (memory-hard) and a random salt."""
+def hash_password(password: str, *, cost: int = _SCRYPT_N) -> str:
+    """Hash *password* with scrypt (memory-hard) and a random salt; *cost* is scrypt's N."""
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+        password.encode(), salt=salt, n=cost, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
     )
-    return "$".join(
-        ["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)]
-    )
+    return "$".join(["scrypt", str(cost), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)])
 
 
 def verify_password(password: str, stored: str) -> bool:

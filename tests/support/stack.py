@@ -28,6 +28,9 @@ from shared.security import hash_password
 from tests.support.http import tls_context
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
+# scrypt's N for the test administrator's hash: every login verifies it, and the product's
+# cost (tested in tests/unit/test_security.py) makes that tens of milliseconds each.
+ADMIN_HASH_COST = 2**10
 
 
 @dataclass
@@ -114,7 +117,9 @@ async def _prepare(settings: Settings, ca: str) -> None:
     try:
         await create_local_ca(settings, db, ca)
         async with db.write() as session:
-            session.add(Admin(name=ADMIN, password_hash=hash_password(ADMIN_PASSWORD)))
+            session.add(
+                Admin(name=ADMIN, password_hash=hash_password(ADMIN_PASSWORD, cost=ADMIN_HASH_COST))
+            )
     finally:
         await db.dispose()
 
