@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -169,15 +168,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, exc.status_code, str(exc.detail))
 
-    @app.exception_handler(DBAPIError)
-    async def database_error(_: Request, exc: DBAPIError) -> JSONResponse:
-        reason = storage_outage(exc)
-        if reason is None:
-            raise exc  # any other database error is unexpected (below)
-        log.error("storage outage: %s", reason, extra={"error": str(exc.orig)})
-        return error(Unavailable.status_code, Unavailable.code, reason)
-
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A database going away surfaces wrapped by SQLAlchemy or as the driver's own socket
+        # error (asyncpg connecting): either way a 503 the client may retry, not a 500.
+        reason = storage_outage(exc)
+        if reason is not None:
+            log.error("storage outage: %s", reason, extra={"error": repr(exc)})
+            return error(Unavailable.status_code, Unavailable.code, reason)
         log.exception("unhandled error")
         return error(500, 903, "internal error; see the server log for the correlation id")

@@ -84,6 +84,8 @@ class Verdict:
     window_duplicates: int
     drain_seconds: float
     states: dict[str, int]
+    # Answers of 500: a fault must end in a clear refusal (503) or an answer, never a crash.
+    server_errors: int = 0
     # Why mails are missing (examples), for the failure message; not part of the line.
     detail: str = ""
 
@@ -91,7 +93,13 @@ class Verdict:
     def ok(self) -> bool:
         """Nothing lost, nothing doubled, every mail sent."""
         outside_window = self.duplicate_mails - self.window_duplicates
-        return not (self.lost or self.duplicate_certs or outside_window or self.missing_mails)
+        return not (
+            self.lost
+            or self.duplicate_certs
+            or outside_window
+            or self.missing_mails
+            or self.server_errors
+        )
 
     def line(self) -> str:
         """The one summary line a drill prints."""
@@ -100,7 +108,7 @@ class Verdict:
             f"DRILL {self.name}: accepted={self.accepted} lost={self.lost} "
             f"duplicate_certs={self.duplicate_certs} duplicate_mails={self.duplicate_mails} "
             f"drain={self.drain_seconds:.1f}s (in_window={self.window_duplicates} "
-            f"refused={self.refused} "
+            f"refused={self.refused} server_errors={self.server_errors} "
             f"missing_mails={self.missing_mails} states={states})"
         )
 
@@ -352,6 +360,7 @@ class Deployment:
             name=name,
             accepted=len(submission.accepted),
             refused=sum(submission.refused.values()),
+            server_errors=submission.refused["http 500"],
             lost=lost,
             duplicate_certs=await self.duplicate_certificates(),
             duplicate_mails=duplicate_mails,
