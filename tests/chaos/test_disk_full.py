@@ -249,6 +249,7 @@ def test_disk_full_then_freed(
         duplicate_mails=0,  # `certtoken run` mails nobody: no event handler is configured
         missing_mails=0,
         window_duplicates=0,
+        server_errors=sum(1 for answer in load.bad if answer.startswith("500")),
         drain_seconds=drain,
         states=dict(Counter(tokens.values())),
     )
