@@ -47,7 +47,16 @@ def add_user(url: str, token: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
-def test_enrollment_through_three_processes(processes: Processes, tmp_path: Path) -> None:
+def test_enrollment_through_three_processes(unprepared: Processes, tmp_path: Path) -> None:
+    processes = unprepared
+    # Prepared with the operator's commands, as the README says.
+    for args in (
+        ("db", "upgrade"),
+        ("ca", "create", "localca"),
+        ("admin", "add", ADMIN["username"], "-p", ADMIN["password"]),
+    ):
+        done = processes.cli(*args)
+        assert done.returncode == 0, done.stderr
     url = start_api(processes)
     start_worker(processes)
     notifier_port = free_port()
