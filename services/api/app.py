@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -168,13 +169,30 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, exc.status_code, str(exc.detail))
 
+    def outage(exc: Exception) -> JSONResponse | None:
+        # A database going away or out of disk surfaces wrapped by SQLAlchemy or as the
+        # driver's own socket error (asyncpg connecting): a 503 the client may retry, not a 500.
+        reason = storage_outage(exc)
+        if reason is None:
+            return None
+        log.error("storage outage: %s", reason, extra={"error": repr(exc)})
+        return error(Unavailable.status_code, Unavailable.code, reason)
+
+    async def storage_error(_: Request, exc: Exception) -> JSONResponse:
+        # Answered inside the app: the catch-all below answers too, but after it the server
+        # logs a traceback and closes the client's keep-alive connection.
+        answer = outage(exc)
+        if answer is None:
+            raise exc
+        return answer
+
+    for kind in (DBAPIError, OSError):
+        app.add_exception_handler(kind, storage_error)
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # A database going away surfaces wrapped by SQLAlchemy or as the driver's own socket
-        # error (asyncpg connecting): either way a 503 the client may retry, not a 500.
-        reason = storage_outage(exc)
-        if reason is not None:
-            log.error("storage outage: %s", reason, extra={"error": repr(exc)})
-            return error(Unavailable.status_code, Unavailable.code, reason)
+        answer = outage(exc)
+        if answer is not None:
+            return answer
         log.exception("unhandled error")
         return error(500, 903, "internal error; see the server log for the correlation id")
