@@ -97,6 +97,14 @@ def postgres_url(postgres_admin_url: URL) -> Iterator[str]:
         run_in_fresh_loop(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+# --- Order ------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the fault drills last: they restart the shared broker and database."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+
+
 # --- Logging ----------------------------------------------------------------------------------
 
 
