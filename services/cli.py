@@ -235,7 +235,7 @@ async def cmd_ca(settings: Settings, args: argparse.Namespace) -> None:
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     """The database named by the settings, disposed of afterwards."""
-    db = Database(settings.resolved_database_url)
+    db = Database.for_settings(settings)
     try:
         yield db
     finally:

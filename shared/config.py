@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     retry_delays_ms: list[int] = Field(default=[1000, 5000, 30000, 120000])
     max_attempts: int = Field(default=6, gt=0)
     outbox_batch: int = Field(default=200, gt=0)
+    # PostgreSQL connections per process: at most pool + overflow. With several processes,
+    # their sum must stay under the server's max_connections (100 by default).
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_lease_seconds: float = Field(default=30.0, gt=0)
     # After SIGTERM, how long a process finishes the requests and messages in hand; with the

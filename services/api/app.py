@@ -62,7 +62,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own_db = db if db is not None else Database(settings.resolved_database_url)
+        own_db = db if db is not None else Database.for_settings(settings)
         if manage_broker:
             await broker.start()
         relay = OutboxRelay(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_only
 
+from shared.config import Settings
 from shared.files import secure_sqlite
 
 _READONLY = "certtoken_readonly"
@@ -43,6 +44,14 @@ WRITE_SECONDS = Histogram(
 
 class Database:
     """An engine with write sessions (committed on exit) and read-only sessions."""
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Database:
+        """The database the settings name, with their connection-pool bounds."""
+        url = settings.resolved_database_url
+        if url.startswith("sqlite"):
+            return cls(url)
+        return cls(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url

@@ -446,6 +446,10 @@ def deployed(
     """A prepared system with *apis*, *workers* and *notifiers* processes, all ready."""
     extra = {
         "CERTTOKEN_INIT_WAIT_SECONDS": "0",
+        # Six processes at 10 connections each stay well under PostgreSQL's default 100
+        # (at the default 30 each they ran out: "too many clients", then duplicate mails).
+        "CERTTOKEN_DB_POOL_SIZE": "5",
+        "CERTTOKEN_DB_MAX_OVERFLOW": "5",
         **(env or {}),
     }
     with vhost_url() as amqp:
