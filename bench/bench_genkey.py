@@ -23,7 +23,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from enroll import ADMIN, percentile, start_system
+from _load import percentile
+from _system import ADMIN, OWNER
+from enroll import start_system
 
 from shared.pki import KEY_TYPES
 from tests.support.amqp import vhost_url
@@ -31,7 +33,6 @@ from tests.support.pki import make_csr
 from tests.support.procs import Processes, service_env
 
 P99_TARGET_MS = 250.0
-OWNER = {"user": "alice", "realm": "bench"}
 
 
 class Run:

@@ -13,15 +13,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _procstat import cpu_seconds, peak_rss_mib
+from _system import ADMIN, postgres_database
 from sqlalchemy import func, select
 
 from shared.db.models import MailDelivery
@@ -39,8 +36,6 @@ from shared.messaging.amqp import AmqpBroker
 from tests.support.amqp import vhost_url
 from tests.support.notify import publish, token_event
 from tests.support.procs import Processes, free_port, service_env
-
-ADMIN = {"username": "admin", "password": "bench-password-1"}
 
 
 def run_sink(port: int) -> None:
@@ -171,7 +166,7 @@ def main() -> None:
         amqp = stack.enter_context(vhost_url())
         database_url = f"sqlite+aiosqlite:///{workdir / 'certtoken.db'}"
         if args.database == "postgres":
-            database_url = stack.enter_context(_postgres_database())
+            database_url = stack.enter_context(postgres_database())
         env = service_env(workdir / "data", amqp, database_url, CERTTOKEN_LOG_LEVEL=args.log_level)
         procs = Processes(env, workdir)
         sink_port = free_port()
@@ -210,30 +205,6 @@ def main() -> None:
     print(
         f"  sink received      {received['received']:8d}   unique Message-IDs {received['unique']}"
     )
-
-
-@contextmanager
-def _postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run, dropped afterwards."""
-    import asyncpg
-
-    base = os.environ.get(
-        "CERTTOKEN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"certtoken_bench_{uuid.uuid4().hex[:12]}"
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _load import run_level
 from _procstat import cpu_seconds, peak_rss_mib
+from _system import admin_token, postgres_database, prepare, start_api, start_service
 
 from tests.support.amqp import vhost_url
 from tests.support.pki import make_csr
-from tests.support.procs import Processes, free_port, service_env
-
-ADMIN = {"username": "admin", "password": "bench-password-1"}
+from tests.support.procs import Processes, service_env
 
 
 def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
@@ -45,116 +44,30 @@ def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
     )
 
 
-def percentile(values: list[float], pct: float) -> float:
-    """The *pct* percentile of *values* (nearest rank)."""
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
-async def run_level(url: str, token: str, csrs: list[str], concurrency: int) -> dict[str, float]:
-    """Send every CSR with *concurrency* requests in flight; return the figures."""
-    latencies: list[float] = []
-    errors = 0
-    certificates: list[str] = []
-    pending = iter(csrs)
-    # aiohttp: a client light enough that the services, not the client, are measured.
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        url, headers={"Authorization": token}, connector=connector
-    ) as client:
-
-        async def worker() -> None:
-            nonlocal errors
-            for csr in pending:
-                body = {
-                    "type": "certificate",
-                    "request": csr,
-                    "ca": "benchca",
-                    "user": "alice",
-                    "realm": "bench",
-                }
-                started = time.perf_counter()
-                try:
-                    async with client.post("/token/init", json=body) as answer:
-                        payload = await answer.json()
-                        status = answer.status
-                    detail = payload.get("detail", {})
-                    ok = status == 200 and detail.get("rollout_state") == "enrolled"
-                except aiohttp.ClientError:
-                    ok, detail = False, {}
-                latencies.append(time.perf_counter() - started)
-                if ok:
-                    certificates.append(detail["certificate"])
-                else:
-                    errors += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return {
-        "n": len(csrs),
-        "rate": len(csrs) / elapsed,
-        "p50": percentile(latencies, 50) * 1000,
-        "p95": percentile(latencies, 95) * 1000,
-        "p99": percentile(latencies, 99) * 1000,
-        "errors": errors,
-        "duplicates": len(certificates) - len(set(certificates)),
-    }
-
-
 def start_system(procs: Processes) -> tuple[str, dict[str, str]]:
     """Prepare the database and CA, start the three services; return api and metrics URLs."""
-    for args in (
-        ("db", "upgrade"),
-        ("ca", "create", "benchca", "--key-type", "ec-p256"),
-        ("admin", "add", ADMIN["username"], "-p", ADMIN["password"]),
-    ):
-        done = procs.cli(*args)
-        if done.returncode != 0:
-            raise SystemExit(f"certtoken {' '.join(args)} failed: {done.stderr}")
-    port = free_port()
-    procs.start(
-        "api",
-        "api",
-        "--port",
-        str(port),
-        extra_env={"CERTTOKEN_INIT_WAIT_SECONDS": "10", "CERTTOKEN_LOG_LEVEL": "WARNING"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    procs.wait_http("api", f"{url}/readyz")
+    prepare(procs)
+    url = start_api(procs)
     metrics = {"api": f"{url}/metrics"}
     for name in ("ca-worker", "notifier"):
-        health = free_port()
-        procs.start(
-            name,
-            name,
-            extra_env={"CERTTOKEN_HEALTH_PORT": str(health), "CERTTOKEN_LOG_LEVEL": "WARNING"},
-        )
-        procs.wait_http(name, f"http://127.0.0.1:{health}/readyz")
-        metrics[name] = f"http://127.0.0.1:{health}/metrics"
+        metrics[name] = start_service(procs, name, name)
     return url, metrics
 
 
 def bench_database(database: str, requests: int, levels: list[int]) -> None:
     """Run every concurrency level against one database backend and print a table."""
-    with tempfile.TemporaryDirectory() as tmp, vhost_url() as amqp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        amqp = stack.enter_context(vhost_url())
         db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        dropper = None
         if database == "postgres":
-            db_url, dropper = create_postgres_db()
+            db_url = stack.enter_context(postgres_database())
         procs = Processes(service_env(workdir / "data", amqp, db_url), workdir)
         try:
             url, metrics = start_system(procs)
-            token = httpx.post(f"{url}/auth", json=ADMIN).json()["result"]["value"]["token"]
-            httpx.post(
-                f"{url}/user/",
-                json={"user": "alice", "realm": "bench"},
-                headers={"Authorization": token},
-            ).raise_for_status()
+            token = admin_token(url)
             print(f"\n== {database}: {requests} enrollments per level, EC P-256 CA ==", flush=True)
-            asyncio.run(run_level(url, token, [make_csr(f"warm{i}") for i in range(50)], 8))
+            asyncio.run(run_level([url], token, [make_csr(f"warm{i}") for i in range(50)], 8))
             names = list(procs.running)
             print(
                 f"{'conc':>5} {'enroll/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
@@ -165,7 +78,7 @@ def bench_database(database: str, requests: int, levels: list[int]) -> None:
                 before = {n: cpu_seconds(procs.running[n].pid) for n in names}
                 writes_before = {n: write_stats(metrics[n]) for n in ("api", "ca-worker")}
                 client_before = time.process_time()
-                fig = asyncio.run(run_level(url, token, csrs, level))
+                fig = asyncio.run(run_level([url], token, csrs, level))
                 spent = [cpu_seconds(procs.running[n].pid) - before[n] for n in names]
                 spent.append(time.process_time() - client_before)
                 cpu = " ".join(f"{1000 * s / requests:.2f}" for s in spent)
@@ -187,32 +100,6 @@ def bench_database(database: str, requests: int, levels: list[int]) -> None:
             print("peak RSS MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
         finally:
             procs.stop_all()
-            if dropper:
-                dropper()
-
-
-def create_postgres_db() -> tuple[str, object]:
-    """A fresh PostgreSQL database for the run, and a function that drops it."""
-    import uuid
-
-    import asyncpg
-
-    name = f"certtoken_bench_{uuid.uuid4().hex[:8]}"
-    base = os.environ.get(
-        "CERTTOKEN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-    )
-    admin_dsn = base.replace("postgresql+asyncpg", "postgresql")
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + f"/{name}"
-    return url, lambda: asyncio.run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def main() -> None:
