@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ FINAL_STATES = frozenset(
 MAILED_STATES = (RolloutState.PENDING.value, RolloutState.ENROLLED.value)
 # Transient errors of a database that is restarting: the reader waits and asks again.
 _DB_DOWN = (OperationalError, DBAPIError, OSError, ConnectionError)
+# A drill's clients retry an outage's answer this long, this often.
+RETRY_FOR, RETRY_PAUSE = 60.0, 0.25
 
 API, CA_WORKER, NOTIFIER = "api", "ca-worker", "notifier"
 
@@ -64,6 +67,7 @@ class Submission:
     accepted: list[str] = field(default_factory=list)
     by_api: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    retried: Counter[str] = field(default_factory=Counter)
     states: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -86,6 +90,10 @@ class Verdict:
     states: dict[str, int]
     # Answers of 500: a fault must end in a clear refusal (503) or an answer, never a crash.
     server_errors: int = 0
+    # Requests retried after an outage's answer, under their Idempotency-Key.
+    retried: int = 0
+    # Tokens no answer named: a retry that made a second token, or a request given up on.
+    unanswered: int = 0
     # Why mails are missing (examples), for the failure message; not part of the line.
     detail: str = ""
 
@@ -99,6 +107,7 @@ class Verdict:
             or outside_window
             or self.missing_mails
             or self.server_errors
+            or self.unanswered
         )
 
     def line(self) -> str:
@@ -108,7 +117,8 @@ class Verdict:
             f"DRILL {self.name}: accepted={self.accepted} lost={self.lost} "
             f"duplicate_certs={self.duplicate_certs} duplicate_mails={self.duplicate_mails} "
             f"drain={self.drain_seconds:.1f}s (in_window={self.window_duplicates} "
-            f"refused={self.refused} server_errors={self.server_errors} "
+            f"refused={self.refused} retried={self.retried} unanswered={self.unanswered} "
+            f"server_errors={self.server_errors} "
             f"missing_mails={self.missing_mails} states={states})"
         )
 
@@ -180,8 +190,11 @@ class Deployment:
         concurrency: int = 32,
         template: str = "",
         apis: Sequence[str] = (),
+        retry_for: float = 0.0,
     ) -> Submission:
-        """POST *count* enrollments round-robin over *apis* (all by default); what they got."""
+        """POST *count* enrollments round-robin over *apis* (all by default); what they got.
+
+        An outage's answer is retried for *retry_for* seconds before it counts as refused."""
         targets = list(apis or self.apis)
         clients = {name: self.client(name) for name in targets}
         gate = asyncio.Semaphore(concurrency)
@@ -199,12 +212,25 @@ class Deployment:
             }
             if template:
                 body["template"] = template
+            # A careful client: it retries an outage (503, a dropped connection) under one
+            # Idempotency-Key, so a retry of a request that was stored answers the same token.
+            headers = {"Idempotency-Key": f"drill-{i}-{uuid.uuid4().hex}"}
+            deadline = time.monotonic() + retry_for
             async with gate:
-                try:
-                    answer = await clients[api].post("/token/init", json=body)
-                except httpx.HTTPError as exc:
-                    done.refused[type(exc).__name__] += 1
-                    return
+                while True:
+                    try:
+                        answer = await clients[api].post("/token/init", json=body, headers=headers)
+                    except httpx.HTTPError as exc:
+                        cause = type(exc).__name__
+                    else:
+                        if answer.status_code != 503:
+                            break
+                        cause = "http 503"
+                    if time.monotonic() >= deadline:
+                        done.refused[cause] += 1
+                        return
+                    done.retried[cause] += 1
+                    await asyncio.sleep(RETRY_PAUSE)
             if answer.status_code != 200:
                 done.refused[f"http {answer.status_code}"] += 1
                 return
@@ -304,7 +330,7 @@ class Deployment:
     ) -> Verdict:
         """Put *size* enrollments in flight, run *fault* once a *start_at* share is stored,
         wait for the rest to drain (timed from the fault's end) and judge."""
-        load = asyncio.create_task(self.enroll(size, concurrency=concurrency))
+        load = asyncio.create_task(self.enroll(size, concurrency=concurrency, retry_for=RETRY_FOR))
         try:
             while not load.done():
                 if await self.scalar("SELECT count(*) FROM token") >= size * start_at:
@@ -361,6 +387,8 @@ class Deployment:
             accepted=len(submission.accepted),
             refused=sum(submission.refused.values()),
             server_errors=submission.refused["http 500"],
+            retried=sum(submission.retried.values()),
+            unanswered=sum(1 for s in tokens if s not in accepted),
             lost=lost,
             duplicate_certs=await self.duplicate_certificates(),
             duplicate_mails=duplicate_mails,
