@@ -71,7 +71,8 @@ def test_a_run_that_issued_a_bad_certificate_fails_and_names_the_finding(tmp_pat
     uploaded = _cert([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "bob@example.org")])
     inner = INNER_TEST.format(good=GOOD, bad=BAD, uploaded=uploaded)
     (project / "test_inner.py").write_text(inner)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Only the plugin under test: autoloading schemathesis, hypothesis and others takes seconds.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     args = ["-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}", "-q"]
     try:
         done = subprocess.run(
