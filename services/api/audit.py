@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -124,6 +125,7 @@ class AuditLog:
         self._db = db
         self._batcher: Batcher[Record, None] = Batcher(self._flush, max_batch)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._draining = asyncio.Event()
 
     def record(self, record: Record) -> None:
         """Queue *record* for writing; does not wait."""
@@ -133,6 +135,8 @@ class AuditLog:
 
     async def drain(self) -> None:
         """Wait until every queued record is written (or has failed and was logged)."""
+        # Nothing more is coming to gather: what is queued is written at once.
+        self._draining.set()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -144,7 +148,8 @@ class AuditLog:
     async def _flush(self, records: list[Record]) -> list[None]:
         # The records of the next GATHER_SECONDS queue up meanwhile and go in one insert:
         # a few audit transactions a second leave SQLite's write lock to the enrollments.
-        await asyncio.sleep(GATHER_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._draining.wait(), GATHER_SECONDS)
         rows = [asdict(r) for r in records]
         async with self._db.write() as session:
             await session.execute(insert(AuditEntry), rows)
