@@ -26,7 +26,7 @@ from tests.e2e.test_separate_processes import (
     start_api,
     start_worker,
 )
-from tests.support.amqp import queue_counts
+from tests.support.amqp import queue_counts, queued_serials
 from tests.support.pki import make_csr
 from tests.support.procs import Processes
 
@@ -89,6 +89,14 @@ def _stop_lines(processes: Processes, name: str) -> list[dict[str, Any]]:
     return [r for r in records if r.get("message") == "consumer stopped"]
 
 
+def _queued_but_enrolled(processes: Processes, url: str, token: str) -> str:
+    """For a failure: which queued jobs belong to tokens that are enrolled already."""
+    queued = queued_serials(processes.env["CERTTOKEN_AMQP_URL"], CA_WORKER_QUEUE.name)
+    states = {str(t["serial"]): t["rollout_state"] for t in _tokens(url, token)}
+    handled = sorted(s for s in queued if states.get(s) != "submitted")
+    return f"{len(queued)} queued, {len(set(queued))} distinct; already handled: {handled}"
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sigterm_api_answers_waiting_inits_and_refuses_new_connections(
     processes: Processes,
@@ -139,7 +147,7 @@ def test_sigterm_ca_worker_finishes_and_acks_its_batch(processes: Processes) -> 
         lambda: (c := queue_counts(amqp, CA_WORKER_QUEUE.name))["consumers"] == 0 and c,
         "the worker's consumer gone",
     )
-    assert counts["ready"] == JOBS - done
+    assert counts["ready"] == JOBS - done, _queued_but_enrolled(processes, url, token)
     start_worker(processes, "ca-worker-2")
     _wait_enrolled(url, token, serials)
     _assert_signed_once(url, token, serials)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,3 +51,22 @@ def queue_counts(url: str, queue: str) -> dict[str, int]:
             await connection.close()
 
     return asyncio.run(ask())
+
+
+def queued_serials(url: str, queue: str) -> list[str]:
+    """The token serials (``subject``) of the messages ready in *queue*, left in place."""
+
+    async def peek() -> list[str]:
+        connection = await aio_pika.connect(url)
+        serials: list[str] = []
+        try:
+            channel = await connection.channel()
+            declared = await channel.declare_queue(queue, passive=True)
+            # Unacked gets go back to the queue when the connection closes.
+            while (message := await declared.get(no_ack=False, fail=False)) is not None:
+                serials.append(str(json.loads(message.body)["subject"]))
+        finally:
+            await connection.close()
+        return serials
+
+    return asyncio.run(peek())
