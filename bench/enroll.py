@@ -110,7 +110,12 @@ def main() -> None:
     parser.add_argument(
         "--databases", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="200 CSRs at 16 in flight (for make bench)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.concurrency = 200, [16]
     for database in args.databases:
         bench_database(database, args.requests, args.concurrency)
 
