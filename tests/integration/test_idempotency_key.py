@@ -12,9 +12,8 @@ from sqlalchemy import func, select, update
 
 from shared.config import Settings
 from shared.db.models import IdempotencyKey, Token, utcnow
-from tests.security.test_rate_limits import another_api
 from tests.support.pki import make_csr, self_signed_pem
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, another_api, running_stack
 
 PASSWORD = "Idem-Key-Pw-8c2f"
 HEADER = "Idempotency-Key"

@@ -11,9 +11,8 @@ from sqlalchemy import func, select
 
 from shared.config import Settings
 from shared.db.models import Token
-from tests.security.test_rate_limits import another_api
 from tests.support.pki import make_csr
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, another_api, running_stack
 
 PASSWORD = "Limit-Race-Pw-5d1a"
 CONCURRENT = 10

@@ -12,19 +12,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.api.app import create_app
-from shared.config import Settings
 from shared.db.models import RateLimit
-from shared.db.session import Database
-from shared.messaging.base import Broker
 from tests.support.pki import make_csr
 from tests.support.stack import (
     ADMIN,
     ADMIN_PASSWORD,
     Stack,
+    another_api,
     prepare,
     running_stack,
-    serving,
     settings_for,
 )
 
@@ -41,17 +37,6 @@ async def limited(tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
     await prepare(settings)
     async with running_stack(settings) as running:
         yield running
-
-
-@asynccontextmanager
-async def another_api(settings: Settings, broker: Broker) -> AsyncIterator[str]:
-    """A second api on the same database, with its own engine and its own counts."""
-    db = Database(settings.resolved_database_url)
-    try:
-        async with serving(create_app(settings, broker, manage_broker=False, db=db)) as url:
-            yield url
-    finally:
-        await db.dispose()
 
 
 def _assert_limited(answer: httpx.Response) -> None:

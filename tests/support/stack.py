@@ -152,6 +152,17 @@ class _QuickStop(HttpServer):
 
 
 @asynccontextmanager
+async def another_api(settings: Settings, broker: Broker) -> AsyncIterator[str]:
+    """A second api process, as it were: the same database, its own engine and counts."""
+    db = Database(settings.resolved_database_url)
+    try:
+        async with serving(create_app(settings, broker, manage_broker=False, db=db)) as url:
+            yield url
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
 async def serving(app: Any, trusted_proxies: Sequence[str] = ()) -> AsyncIterator[str]:
     """*app* served over real HTTP on 127.0.0.1 and an ephemeral port; yields its base URL."""
     server = _QuickStop(http_server(app, "127.0.0.1", 0, trusted_proxies).config)
