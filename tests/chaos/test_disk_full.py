@@ -27,7 +27,7 @@ import pytest
 from shared.db.faults import DISK_FULL
 from tests.support.deployment import ADMIN, CA, FINAL_STATES, Verdict
 from tests.support.pki import make_csr
-from tests.support.procs import Processes, free_port, service_env
+from tests.support.procs import embedded, start_embedded
 
 pytestmark = pytest.mark.chaos
 
@@ -216,18 +216,13 @@ def test_disk_full_then_freed(
     database = data / DATABASE
     megabytes = TMPFS_BASE_MB + round(drill_size * TMPFS_MB_PER_ENROLLMENT)
     with tmpfs(data, f"{megabytes}m"):
-        env = service_env(
+        procs = embedded(
             data,
-            "",
-            "",
+            tmp_path,
             CERTTOKEN_INIT_WAIT_SECONDS="0",
             CERTTOKEN_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
         )
-        env.pop("CERTTOKEN_DATABASE_URL")  # the embedded default: SQLite in the data dir
-        procs = Processes(env, tmp_path)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        procs.start("run", "run", "--port", str(port))
+        url = start_embedded(procs)
         try:
             procs.wait_http("run", f"{url}/readyz", timeout=60)
             added = procs.cli("admin", "add", ADMIN["username"], "-p", ADMIN["password"])

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.amqp import vhost_url
 from tests.support.pki import openssl_csr, openssl_verify
-from tests.support.procs import Processes, free_port, service_env
+from tests.support.procs import embedded, start_embedded
 
 
 @pytest.fixture(params=["in-process", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
@@ -25,12 +25,8 @@ def amqp(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def test_first_enrollment_on_the_embedded_system(tmp_path: Path, amqp: str) -> None:
-    env = service_env(tmp_path / "data", amqp, "")
-    env.pop("CERTTOKEN_DATABASE_URL")  # the default: SQLite in the data dir
-    procs = Processes(env, tmp_path)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    procs.start("run", "run", "--port", str(port))
+    procs = embedded(tmp_path / "data", tmp_path, amqp)
+    url = start_embedded(procs)
     try:
         procs.wait_http("run", f"{url}/readyz", timeout=60)
         created = procs.cli(

@@ -98,3 +98,17 @@ def service_env(data_dir: Path, amqp_url: str, database_url: str, **extra: str) 
     )
     env.update(extra)
     return env
+
+
+def embedded(data_dir: Path, logdir: Path, amqp_url: str = "", **extra: str) -> Processes:
+    """A system for ``certtoken run``: SQLite in *data_dir* (the default), broker as given."""
+    env = service_env(data_dir, amqp_url, "", **extra)
+    env.pop("CERTTOKEN_DATABASE_URL")
+    return Processes(env, logdir)
+
+
+def start_embedded(procs: Processes, name: str = "run") -> str:
+    """Start ``certtoken run`` (all three services in one process) as *name*; its URL."""
+    port = free_port()
+    procs.start(name, "run", "--port", str(port))
+    return f"http://127.0.0.1:{port}"
