@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, fie
 
 from services.api.params import BodyId
 from services.api.schemas import NAME
+from shared.notification.smtp import server_address
 
-HOST = r"^[A-Za-z0-9_.:\[\]-]{1,255}$"
+HOST = r"^(smtps?://)?[A-Za-z0-9_.:\[\]-]{1,255}$"
 
 
 class SmtpServerBody(BaseModel):
@@ -19,20 +20,41 @@ class SmtpServerBody(BaseModel):
 
     server: str = Field(pattern=HOST)
     port: int = Field(default=25, ge=1, le=65535)
+    # privacyIDEA's meaning: STARTTLS. ``starttls`` is certtoken's older name for it.
     tls: bool = False
     starttls: bool = False
+    implicit_tls: bool = False
     username: str = Field(default="", max_length=255)
     password: str | None = Field(default=None, max_length=1024)
     sender: EmailStr
     timeout: int = Field(default=10, ge=1, le=120)
     description: str = Field(default="", max_length=255)
+    smime: bool = False
 
-    @field_validator("starttls")
+    @field_validator("server")
+    @classmethod
+    def _server_url(cls, value: str) -> str:
+        server_address(value)
+        return value
+
+    @field_validator("implicit_tls")
     @classmethod
     def _one_tls_mode(cls, value: bool, info: ValidationInfo) -> bool:
-        if value and info.data.get("tls"):
-            raise ValueError("tls (implicit TLS) and starttls exclude each other")
+        if value and (info.data.get("tls") or info.data.get("starttls")):
+            raise ValueError("implicit TLS and STARTTLS (tls, starttls) exclude each other")
         return value
+
+    @field_validator("smime")
+    @classmethod
+    def _no_smime(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("S/MIME signing is not supported")
+        return value
+
+    @property
+    def use_starttls(self) -> bool:
+        """STARTTLS, whichever of its two names asked for it."""
+        return self.tls or self.starttls
 
 
 class SendTestEmailBody(BaseModel):

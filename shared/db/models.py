@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -240,6 +241,7 @@ class EventHandler(Base):
     ordering: Mapped[int] = mapped_column(Integer, default=0)
     conditions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    abort_on_error: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -252,8 +254,9 @@ class SmtpServer(Base):
     identifier: Mapped[str] = mapped_column(String(120), primary_key=True)
     server: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer, default=25)
-    tls: Mapped[bool] = mapped_column(default=False)
+    # privacyIDEA's ``tls`` is STARTTLS (this column); implicit TLS is certtoken's own.
     starttls: Mapped[bool] = mapped_column(default=False)
+    implicit_tls: Mapped[bool] = mapped_column(default=False)
     username: Mapped[str] = mapped_column(String(255), default="")
     password: Mapped[str] = mapped_column(Text, default="")
     sender: Mapped[str] = mapped_column(String(255))
@@ -322,6 +325,9 @@ class AuditEntry(Base):
     info: Mapped[str] = mapped_column(String(255), default="")
     client: Mapped[str] = mapped_column(String(64), default="")
     correlation_id: Mapped[str] = mapped_column(String(64), default="")
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    server: Mapped[str] = mapped_column(String(255), default="")
 
 
 class LoginFailure(Base):

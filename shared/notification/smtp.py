@@ -9,6 +9,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiosmtplib
 
@@ -28,7 +29,7 @@ class SmtpConfig:
     server: str
     port: int
     sender: str
-    tls: bool = False
+    implicit_tls: bool = False
     starttls: bool = False
     username: str = ""
     password: str = field(default="", repr=False)
@@ -37,20 +38,57 @@ class SmtpConfig:
     @property
     def fingerprint(self) -> str:
         """Changes whenever a setting does, so that pooled connections follow edits."""
-        parts = (self.server, self.port, self.tls, self.starttls, self.username, self.password)
+        parts = (
+            self.server,
+            self.port,
+            self.implicit_tls,
+            self.starttls,
+            self.username,
+            self.password,
+        )
         text = "\0".join(str(p) for p in (*parts, self.timeout))
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+# privacyIDEA's way to ask for implicit TLS: the server given as ``smtps://host[:port]``.
+IMPLICIT_TLS_SCHEME = "smtps"
+SCHEMES = ("smtp", IMPLICIT_TLS_SCHEME)
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a stored ``server`` value says to connect."""
+
+    host: str
+    port: int | None
+    implicit_tls: bool
+
+
+def server_address(server: str) -> ServerAddress:
+    """Split ``host`` or ``smtp[s]://host[:port]``; ValueError for a URL without a valid host."""
+    scheme, sep, _ = server.partition("://")
+    if not sep:
+        return ServerAddress(server, None, False)
+    if scheme.lower() not in SCHEMES:
+        raise ValueError(f"the scheme must be one of {', '.join(SCHEMES)}")
+    parts = urlsplit(server)
+    if not parts.hostname or parts.username or parts.path or parts.query or parts.fragment:
+        raise ValueError("must be a host, or smtp[s]://host[:port]")
+    port = parts.port  # raises ValueError when out of range
+    return ServerAddress(parts.hostname, port, scheme.lower() == IMPLICIT_TLS_SCHEME)
+
+
 def smtp_config(row: SmtpServer, box: SecretBox) -> SmtpConfig:
-    """A stored server with its password unsealed."""
+    """A stored server with its password unsealed; an ``smtps://`` server means implicit TLS."""
+    address = server_address(row.server)
+    implicit_tls = row.implicit_tls or address.implicit_tls
     return SmtpConfig(
         identifier=row.identifier,
-        server=row.server,
-        port=row.port,
+        server=address.host,
+        port=address.port or row.port,
         sender=row.sender,
-        tls=row.tls,
-        starttls=row.starttls,
+        implicit_tls=implicit_tls,
+        starttls=row.starttls and not implicit_tls,
         username=row.username,
         password=box.open(row.password).decode() if row.password else "",
         timeout=float(row.timeout),
@@ -120,7 +158,7 @@ def _client(config: SmtpConfig, context: ssl.SSLContext) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
         hostname=config.server,
         port=config.port,
-        use_tls=config.tls,
+        use_tls=config.implicit_tls,
         start_tls=config.starttls,
         tls_context=context,
         timeout=config.timeout,

@@ -81,7 +81,7 @@ async def test_smtp_servers_keep_passwords_sealed_and_unshown(
     listed = value(await admin.get("/smtpserver/"))
     assert listed["mail"]["password_set"] is True
     assert "pw-secret-1" not in str(listed)
-    assert "password" not in listed["mail"]
+    assert listed["mail"]["password"] == "__CENSORED__"
     box = SecretBox(stack.settings.resolved_secret_key)
     async with stack.db.read() as session:
         stored = await session.get(SmtpServer, "mail")
@@ -109,13 +109,55 @@ async def test_smtp_servers_keep_passwords_sealed_and_unshown(
     assert error(await admin.delete("/smtpserver/mail"), 404).startswith("identifier:")
 
 
+# The keys and value types of a server in privacyIDEA 3.14's GET /smtpserver/.
+PI_SMTPSERVER_KEYS: dict[str, type] = {
+    "certificate": str,
+    "description": str,
+    "dont_send_on_error": bool,
+    "enqueue_job": bool,
+    "password": str,
+    "port": int,
+    "private_key": str,
+    "private_key_password": str,
+    "sender": str,
+    "server": str,
+    "smime": bool,
+    "timeout": int,
+    "tls": bool,
+    "username": str,
+}
+
+
+async def test_smtp_servers_have_privacyideas_keys_and_tls_means_starttls(
+    stack: Stack, admin: httpx.AsyncClient
+) -> None:
+    # A privacyIDEA client's form: tls=1 asks for STARTTLS.
+    form = {"server": "smtp.example.org", "sender": "a@example.org", "tls": "1", "port": "587"}
+    assert value(await admin.post("/smtpserver/mail", data=form)) is True
+    shown = value(await admin.get("/smtpserver/"))["mail"]
+    assert {k: type(shown[k]) for k in PI_SMTPSERVER_KEYS} == PI_SMTPSERVER_KEYS
+    assert (shown["tls"], shown["implicit_tls"], shown["port"]) == (True, False, 587)
+    assert shown["password"] == shown["private_key_password"] == "__CENSORED__"
+    async with stack.db.read() as session:
+        stored = await session.get(SmtpServer, "mail")
+    assert stored is not None
+    assert (stored.starttls, stored.implicit_tls) == (True, False)
+
+
 BAD_SERVERS: list[tuple[str, dict[str, Any], str]] = [
     ("mail", {"server": "h", "sender": "a@example.org", "port": 0}, "port"),
     ("mail", {"server": "h", "sender": "a@example.org", "port": "x"}, "port"),
     ("mail", {"server": "h", "sender": "not-an-address"}, "sender"),
     ("mail", {"server": "bad host!", "sender": "a@example.org"}, "server"),
     ("mail", {"sender": "a@example.org"}, "server"),
-    ("mail", {"server": "h", "sender": "a@example.org", "tls": True, "starttls": True}, "starttls"),
+    (
+        "mail",
+        {"server": "h", "sender": "a@example.org", "tls": True, "implicit_tls": True},
+        "implicit_tls",
+    ),
+    ("mail", {"server": "h", "sender": "a@example.org", "smime": True}, "smime"),
+    ("mail", {"server": "ftp://h", "sender": "a@example.org"}, "server"),
+    ("mail", {"server": "smtps://h:99999", "sender": "a@example.org"}, "server"),
     ("mail", {"server": "h", "sender": "a@example.org", "timeout": 0}, "timeout"),
     ("bad name", {"server": "h", "sender": "a@example.org"}, "identifier"),
 ]

@@ -1,4 +1,4 @@
-"""STARTTLS, implicit TLS and AUTH against a real aiosmtpd with a certificate made here."""
+"""STARTTLS (privacyIDEA's ``tls``), implicit TLS and AUTH against a real aiosmtpd with a certificate made here."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ async def test_starttls_and_auth(tmp_path: Path, tls: TlsFiles) -> None:
     with running_sink(starttls=tls.server_context, login=LOGIN) as sink:
         async with system(tmp_path, tls.ca_file) as (stack, admin):
             await add_smtp_server(
-                admin, "mail", sink, starttls=True, username=LOGIN[0], password=LOGIN[1]
+                admin, "mail", sink, tls=True, username=LOGIN[0], password=LOGIN[1]
             )
             await _deliver_one(stack, admin, sink)
             [mail] = sink.received
@@ -107,10 +107,24 @@ async def test_implicit_tls(tmp_path: Path, tls: TlsFiles) -> None:
     with running_sink(implicit_tls=tls.server_context, login=LOGIN) as sink:
         async with system(tmp_path, tls.ca_file) as (stack, admin):
             await add_smtp_server(
-                admin, "mail", sink, tls=True, username=LOGIN[0], password=LOGIN[1]
+                admin, "mail", sink, implicit_tls=True, username=LOGIN[0], password=LOGIN[1]
             )
             await _deliver_one(stack, admin, sink)
             assert [m.authenticated_as for m in sink.received] == ["mailer"]
+            shown = value(await admin.get("/smtpserver/"))["mail"]
+            assert (shown["tls"], shown["implicit_tls"]) == (False, True)
+
+
+async def test_an_smtps_url_means_implicit_tls(tmp_path: Path, tls: TlsFiles) -> None:
+    """privacyIDEA's way: ``server=smtps://host:port``, its port winning over ``port``."""
+    with running_sink(implicit_tls=tls.server_context, login=LOGIN) as sink:
+        async with system(tmp_path, tls.ca_file) as (stack, admin):
+            server = f"smtps://{sink.host}:{sink.port}"
+            params = {"server": server, "port": 25, "tls": True, "password": LOGIN[1]}
+            value(await admin.post("/smtpserver/mail", json=_settings(sink, **params)))
+            await _deliver_one(stack, admin, sink)
+            assert [m.authenticated_as for m in sink.received] == ["mailer"]
+            assert value(await admin.get("/smtpserver/"))["mail"]["server"] == server
 
 
 async def test_an_untrusted_certificate_is_a_permanent_failure(
@@ -134,7 +148,7 @@ def _settings(sink: SmtpSink, **extra: object) -> dict[str, object]:
         "server": sink.host,
         "port": sink.port,
         "sender": "certtoken@example.org",
-        "starttls": True,
+        "tls": True,
         "username": LOGIN[0],
         **extra,
     }

@@ -26,21 +26,31 @@ router = APIRouter(prefix="/smtpserver", tags=["smtpserver"])
 
 _NAME = re.compile(NAME)
 _RESERVED = frozenset({"send_test_email"})
+# What privacyIDEA shows for a secret, set or not.
+CENSORED = "__CENSORED__"
 
 
 def server_view(row: SmtpServer) -> dict[str, Any]:
-    """A server as the API shows it: whether a password is set, never the password."""
+    """A server with privacyIDEA's keys (secrets censored) and whether a password is set."""
     return {
         "identifier": row.identifier,
         "server": row.server,
         "port": row.port,
-        "tls": row.tls,
-        "starttls": row.starttls,
+        "tls": row.starttls,
+        "implicit_tls": row.implicit_tls,
         "username": row.username,
+        "password": CENSORED,
         "password_set": bool(row.password),
         "sender": row.sender,
         "timeout": row.timeout,
         "description": row.description,
+        # Mails always go through the notifier's queue; S/MIME signing is not offered.
+        "enqueue_job": False,
+        "smime": False,
+        "dont_send_on_error": False,
+        "private_key": "",
+        "private_key_password": CENSORED,
+        "certificate": "",
     }
 
 
@@ -100,8 +110,8 @@ async def save_server(
     values = {
         "server": body.server,
         "port": body.port,
-        "tls": body.tls,
-        "starttls": body.starttls,
+        "starttls": body.use_starttls,
+        "implicit_tls": body.implicit_tls,
         "username": body.username,
         "sender": str(body.sender),
         "timeout": body.timeout,
