@@ -81,6 +81,8 @@ class EventHandlerBody(BaseModel):
     ordering: int = Field(default=0, ge=0, le=1_000_000)
     conditions: dict[str, Any] | str = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    # Stored and shown for privacyIDEA clients; omitted on update, the stored value stays.
+    abort_on_error: bool | None = None
 
 
 class DryRunBody(BaseModel):

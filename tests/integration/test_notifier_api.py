@@ -211,7 +211,7 @@ async def test_handlers_privacyidea_style_form(
         "option.mimetype": "plain",
     }
     handler_id = value(await admin.post("/event", data=form))
-    shown = value(await admin.get(f"/event/{handler_id}"))
+    [shown] = value(await admin.get(f"/event/{handler_id}"))
     assert shown == {
         "id": handler_id,
         "name": "pending",
@@ -229,13 +229,15 @@ async def test_handlers_privacyidea_style_form(
             "subject": "{serial} pending",
             "mimetype": "plain",
         },
+        "condition": "",
+        "abort_on_error": False,
     }
-    assert [h["id"] for h in value(await admin.get("/event/"))] == [handler_id]
+    assert value(await admin.get("/event/")) == [shown]
 
     value(await admin.post("/event/disable/1".replace("1", str(handler_id))))
-    assert value(await admin.get(f"/event/{handler_id}"))["active"] is False
+    assert value(await admin.get(f"/event/{handler_id}"))[0]["active"] is False
     value(await admin.post(f"/event/enable/{handler_id}"))
-    assert value(await admin.get(f"/event/{handler_id}"))["active"] is True
+    assert value(await admin.get(f"/event/{handler_id}"))[0]["active"] is True
 
     # With an id, POST /event updates.
     updated = value(
@@ -252,16 +254,37 @@ async def test_handlers_privacyidea_style_form(
         )
     )
     assert updated == handler_id
-    shown = value(await admin.get(f"/event/{handler_id}"))
+    [shown] = value(await admin.get(f"/event/{handler_id}"))
     assert (shown["name"], shown["event"], shown["conditions"]) == ("renamed", ["token_revoke"], {})
     assert value(await admin.delete(f"/event/{handler_id}")) == handler_id
     assert await handler_count(stack) == 0
+    # As in privacyIDEA: no such handler is an empty list.
+    assert value(await admin.get(f"/event/{handler_id}")) == []
     for method, path in [
-        ("GET", f"/event/{handler_id}"),
         ("DELETE", f"/event/{handler_id}"),
         ("POST", f"/event/enable/{handler_id}"),
     ]:
         assert error(await admin.request(method, path), 404).startswith("id:")
+
+
+async def test_abort_on_error_is_stored_shown_and_kept_when_omitted(
+    admin: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    await add_smtp_server(admin, "mail", smtp_sink)
+    defaults = value(await admin.get("/event/defaults/UserNotification"))
+    assert defaults == {"abort_on_error": False}
+    handler_id = value(await admin.post("/event", json=_handler()))
+    [shown] = value(await admin.get(f"/event/{handler_id}"))
+    assert (shown["abort_on_error"], shown["condition"]) == (False, "")
+    form = {k: v for k, v in _handler(id=handler_id).items() if k not in ("options", "conditions")}
+    form |= {"option.To": "tokenowner", "option.emailconfig": "mail", "abort_on_error": "1"}
+    assert value(await admin.post("/event", data=form)) == handler_id
+    assert value(await admin.get("/event/"))[0]["abort_on_error"] is True
+    del form["abort_on_error"]
+    assert value(await admin.post("/event", data=form)) == handler_id
+    assert value(await admin.get("/event/"))[0]["abort_on_error"] is True
+    bad = await admin.post("/event", json=_handler(abort_on_error="maybe"))
+    assert error(bad, 400).startswith("abort_on_error")
 
 
 def _handler(**changes: Any) -> dict[str, Any]:

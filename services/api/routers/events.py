@@ -56,11 +56,13 @@ from shared.notification.vocabulary import (
 router = APIRouter(prefix="/event", tags=["event"])
 
 SOURCE = "certtoken/api"
+# Mails are sent after the answer, so a failing handler can never abort its request.
+DEFAULT_ABORT_ON_ERROR = False
 _OPTION_PREFIX = "option."
 
 
 def handler_view(row: EventHandler) -> dict[str, Any]:
-    """A handler as privacyIDEA shows it."""
+    """A handler as privacyIDEA shows it (``condition``: its unused legacy field, always "")."""
     return {
         "id": row.id,
         "name": row.name,
@@ -72,6 +74,8 @@ def handler_view(row: EventHandler) -> dict[str, Any]:
         "ordering": row.ordering,
         "conditions": dict(row.conditions),
         "options": dict(row.options),
+        "condition": "",
+        "abort_on_error": row.abort_on_error,
     }
 
 
@@ -125,6 +129,12 @@ async def actions(handlermodule: str, _admin: Admin) -> JSONResponse:
     """The actions of a handler module and their options."""
     _module(handlermodule)
     return ok(action_description())
+
+
+@router.get("/defaults/{handlermodule}")
+async def defaults(handlermodule: str, _admin: Admin) -> JSONResponse:
+    """What a new handler starts with when not told: as privacyIDEA, for any module name."""
+    return ok({"abort_on_error": DEFAULT_ABORT_ON_ERROR})
 
 
 @router.get("/positions/{handlermodule}")
@@ -267,7 +277,7 @@ async def save_handler(request: Request, ctx: Context, _admin: Admin) -> JSONRes
     await _check_references(ctx, values["options"])
     async with ctx.db.write() as session:
         if body.id is None:
-            row = EventHandler(**values)
+            row = EventHandler(**values, abort_on_error=DEFAULT_ABORT_ON_ERROR)
             session.add(row)
             await session.flush()
         else:
@@ -277,18 +287,18 @@ async def save_handler(request: Request, ctx: Context, _admin: Admin) -> JSONRes
             row = found
             for key, value in values.items():
                 setattr(row, key, value)
+        if body.abort_on_error is not None:
+            row.abort_on_error = body.abort_on_error
         handler_id = row.id
     return ok(handler_id)
 
 
 @router.get("/{handler_id}")
 async def get_handler(handler_id: PathId, ctx: Context, _admin: Admin) -> JSONResponse:
-    """One handler."""
+    """A list of the one handler, empty when there is none (privacyIDEA's answer)."""
     async with ctx.db.read() as session:
         row = await session.get(EventHandler, handler_id)
-    if row is None:
-        raise NotFound(f"id: no event handler {handler_id}")
-    return ok(handler_view(row))
+    return ok([] if row is None else [handler_view(row)])
 
 
 @router.delete("/{handler_id}")
