@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,8 @@ STATE_KEY = "audit"
 INFO_MAX = 255
 _ERROR_BODY_MAX = 4096
 _NOTE_FIELDS = ("serial", "user", "realm", "info")
+# privacyIDEA's privacyidea_server: which machine answered.
+SERVER_NAME = socket.gethostname()
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Record:
     info: str
     client: str
     correlation_id: str
+    duration: float
+    user_agent: str
+    server: str
 
 
 def note(request: Request, **fields: str) -> None:
@@ -63,8 +69,9 @@ def note_scope(scope: Scope, **fields: str) -> None:
 
 
 def action_name(method: str, route: str | None) -> str:
-    """``METHOD /route/template``; unmatched paths are not recorded verbatim."""
-    return f"{method} {route or '(unmatched)'}"
+    """``METHOD /route/<template>`` as privacyIDEA writes it; unmatched paths are not recorded."""
+    template = (route or "(unmatched)").replace("{", "<").replace("}", ">")
+    return f"{method} {template}"
 
 
 def error_message(body: bytes) -> str:
@@ -100,7 +107,18 @@ def build_record(scope: Scope, status: int, started: datetime, body: bytes, cid:
         info=_field(info, INFO_MAX),
         client=_field((scope.get("client") or ("", 0))[0], 64),
         correlation_id=cid,
+        duration=max(0.0, (utcnow() - started).total_seconds()),
+        user_agent=_field(_header(scope, b"user-agent"), 255),
+        server=SERVER_NAME,
     )
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """The first value of header *name* (lower case), or ""."""
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 def _query(scope: Scope) -> dict[str, str]:

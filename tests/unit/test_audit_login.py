@@ -61,6 +61,8 @@ def test_error_message_of_an_envelope_only() -> None:
 def test_action_names_the_route_template() -> None:
     assert action_name("POST", "/token/init") == "POST /token/init"
     assert action_name("GET", None) == "GET (unmatched)"
+    # privacyIDEA writes a route's parameters as <name>.
+    assert action_name("DELETE", "/token/{serial}") == "DELETE /token/<serial>"
 
 
 def _scope(**extra: object) -> dict[str, object]:
@@ -70,6 +72,7 @@ def _scope(**extra: object) -> dict[str, object]:
         "path_params": {"serial": "CRT1"},
         "query_string": b"user=alice&realm=corp",
         "client": ("10.0.0.1", 5000),
+        "headers": [(b"accept", b"*/*"), (b"user-agent", b"curl/8.5.0")],
         "state": {"identity": Identity("admin", "admin")},
     }
     scope.update(extra)
@@ -80,13 +83,14 @@ def test_record_takes_params_and_notes() -> None:
     scope = _scope()
     record = build_record(scope, 200, NOW, b"", "cid-1")
     assert (record.action, record.serial, record.username, record.realm) == (
-        "GET /token/{serial}",
+        "GET /token/<serial>",
         "CRT1",
         "alice",
         "corp",
     )
     assert (record.role, record.caller, record.client) == ("admin", "admin", "10.0.0.1")
     assert record.success and record.info == "" and record.correlation_id == "cid-1"
+    assert record.user_agent == "curl/8.5.0" and record.duration >= 0 and record.server
     note_scope(scope, serial="CRT2", info="x" * 400)
     noted = build_record(scope, 409, NOW, b'{"result": {"error": {"message": "m"}}}', "c")
     assert noted.serial == "CRT2" and not noted.success

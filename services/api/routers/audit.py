@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -19,23 +19,83 @@ from shared.db.models import AuditEntry
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
+# privacyIDEA 3.14's columns, in its order; each row has them all, and certtoken's own after.
+AUDIT_COLUMNS = (
+    "number",
+    "action",
+    "success",
+    "authentication",
+    "serial",
+    "date",
+    "startdate",
+    "duration",
+    "token_type",
+    "user",
+    "realm",
+    "administrator",
+    "action_detail",
+    "info",
+    "privacyidea_server",
+    "client",
+    "user_agent",
+    "user_agent_version",
+    "log_level",
+    "policies",
+    "clearance_level",
+    "sig_check",
+    "missing_line",
+    "resolver",
+    "thread_id",
+    "container_serial",
+    "container_type",
+)
+LOGIN_ACTION = "POST /auth"
+# Every certtoken token is a certificate token.
+TOKEN_TYPE = "certificate"
+# privacyIDEA's level names; certtoken has no other.
+DEFAULT_LEVEL = "default"
+
+
+def user_agent_parts(header: str) -> tuple[str, str]:
+    """privacyIDEA's user_agent and user_agent_version: the first product and its version."""
+    product = header.split(" ", 1)[0]
+    name, _, version = product.partition("/")
+    return name, version
+
+
 def audit_view(entry: AuditEntry) -> dict[str, Any]:
-    """An audit row as the API shows it."""
-    return {
-        "number": entry.id,
-        "date": entry.time.isoformat(),
-        "role": entry.role,
-        "caller": entry.caller,
-        "action": entry.action,
-        "serial": entry.serial,
-        "user": entry.username,
-        "realm": entry.realm,
-        "success": entry.success,
-        "status": entry.status,
-        "info": entry.info,
-        "client": entry.client,
-        "correlation_id": entry.correlation_id,
-    }
+    """An audit row with privacyIDEA's columns (empty where certtoken has no value)."""
+    agent, agent_version = user_agent_parts(entry.user_agent)
+    login = entry.action == LOGIN_ACTION
+    view: dict[str, Any] = dict.fromkeys(AUDIT_COLUMNS, "")
+    view.update(
+        {
+            "number": entry.id,
+            "action": entry.action,
+            "success": int(entry.success),
+            "authentication": ("ACCEPT" if entry.success else "REJECT") if login else "",
+            "serial": entry.serial,
+            "date": (entry.time + timedelta(seconds=entry.duration)).isoformat(),
+            "startdate": entry.time.isoformat(),
+            "duration": entry.duration,
+            "token_type": TOKEN_TYPE if entry.serial else "",
+            "user": entry.username,
+            "realm": entry.realm,
+            "administrator": entry.caller if entry.role == "admin" else "",
+            "info": entry.info,
+            "privacyidea_server": entry.server,
+            "client": entry.client,
+            "user_agent": agent,
+            "user_agent_version": agent_version,
+            "log_level": DEFAULT_LEVEL,
+            "clearance_level": DEFAULT_LEVEL,
+            "role": entry.role,
+            "caller": entry.caller,
+            "status": entry.status,
+            "correlation_id": entry.correlation_id,
+        }
+    )
+    return view
 
 
 def text_filter(column: Any, value: str) -> ColumnElement[bool]:
@@ -75,8 +135,10 @@ async def list_audit(
     until: datetime | None = None,
     page: Page = 1,
     pagesize: PageSize = 15,
+    page_size: PageSize | None = None,
 ) -> JSONResponse:
     """Audit rows matching the filters (times in ISO 8601, naive = UTC), newest first, paged."""
+    pagesize = page_size or pagesize  # privacyIDEA's name for it here
     since, until = _utc(since, "since"), _utc(until, "until")
     if since is not None and until is not None and since > until:
         raise ParameterError("since: must not be after until")
@@ -103,4 +165,10 @@ async def list_audit(
             query.order_by(AuditEntry.id.desc()).offset((page - 1) * pagesize).limit(pagesize)
         )
         entries = [audit_view(e) for e in rows]
-    return ok({"auditdata": entries, **page_links(count, page, pagesize)})
+    return ok(
+        {
+            "auditcolumns": list(AUDIT_COLUMNS),
+            "auditdata": entries,
+            **page_links(count, page, pagesize),
+        }
+    )
