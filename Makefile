@@ -12,9 +12,12 @@ PYTEST_ARGS ?=
 CHAOS_ENROLLMENTS ?= 10000
 BENCH_ARGS ?=
 SECRETS_DIR ?= secrets
+# The team's script that installs and starts a reference privacyIDEA 3.14 (outside this repo).
+PI_SETUP ?= ../shared/tools/privacyidea/pi_setup.sh
+PI_URL ?= http://127.0.0.1:5151
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test chaos lint format bench secrets clean distclean
+.PHONY: help venv run test chaos lint format bench secrets clean distclean compare-privacyidea
 
 help:
 	@echo "make run        all three services in one process (.venv/bin/certtoken run)"
@@ -23,6 +26,7 @@ help:
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make bench      run every bench/*.py (prints figures; fails only if one crashes)"
+	@echo "make compare-privacyidea   the same requests to privacyIDEA 3.14 and certtoken, differences"
 	@echo "make secrets    create ./secrets/* for docker compose (kept when present)"
 	@echo "make clean      caches and build output; distclean also removes $(VENV)"
 
@@ -61,6 +65,11 @@ bench: $(STAMP)
 		found=1; echo "== $$f"; $(BIN)/python "$$f" $(BENCH_ARGS); \
 	done; \
 	[ "$$found" = 1 ] || echo "no benchmarks under bench/"
+
+# Opt-in, not part of make test: starts the reference when it is not running (idempotent).
+compare-privacyidea: $(STAMP)
+	bash $(PI_SETUP) all
+	$(BIN)/python -m tests.contract.compare --url $(PI_URL)
 
 # Compose bind-mounts secret files with their host permissions: 0644 files (so the
 # image's uid 10001 can read them) inside a 0700 directory (so other host users cannot).
