@@ -25,6 +25,8 @@ class Trigger(StrEnum):
     REFUSE_HELD = "refuse held"  # the CA refused a held request
     REVOKE = "revoke"
     DELETE = "delete"
+    DISABLE = "disable"  # the token stays in its state, inactive (privacyIDEA's active=false)
+    ENABLE = "enable"
 
 
 State = RolloutState | None
@@ -32,6 +34,9 @@ State = RolloutState | None
 
 ABSENT = "absent"
 """How a missing token's state reads in messages and logs."""
+
+DISABLED = "disabled"
+"""The info key of a disabled token (True); absent while it is enabled."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,9 @@ _MOVES: dict[tuple[State, Trigger], tuple[State, EventType | None]] = {
     (_S.PENDING, _T.REFUSE_HELD): (_S.DENIED, _E.TOKEN_UPDATE),
     (_S.ENROLLED, _T.REVOKE): (_S.REVOKED, _E.TOKEN_REVOKE),
     **{(state, _T.DELETE): (None, _E.TOKEN_DELETE) for state in RolloutState},
+    # A revoked token is inactive for good: neither disabled nor enabled again.
+    **{(s, _T.DISABLE): (s, _E.TOKEN_DISABLE) for s in RolloutState if s != _S.REVOKED},
+    **{(s, _T.ENABLE): (s, _E.TOKEN_ENABLE) for s in RolloutState if s != _S.REVOKED},
 }
 
 
@@ -114,6 +122,11 @@ def allows(state: State, trigger: Trigger) -> bool:
     return (state, trigger) in _MOVES
 
 
+def is_active(state: State, info: Mapping[str, Any]) -> bool:
+    """Whether a token in *state* with *info* is active: neither revoked nor disabled."""
+    return state is not None and state != _S.REVOKED and not info.get(DISABLED)
+
+
 def _info(info: dict[str, Any], trigger: Trigger, facts: Facts) -> dict[str, Any]:
     """The token's info after *trigger*: what it records, nothing stale."""
     if trigger in (_T.ISSUE, _T.ISSUE_HELD):
@@ -133,6 +146,10 @@ def _info(info: dict[str, Any], trigger: Trigger, facts: Facts) -> dict[str, Any
             info[CA_DETAIL] = facts.detail
     elif trigger == _T.REVOKE:
         info.update(revoked_at=facts.at, revocation_reason=facts.reason)
+    elif trigger == _T.DISABLE:
+        info[DISABLED] = True
+    elif trigger == _T.ENABLE:
+        info.pop(DISABLED, None)
     return info
 
 

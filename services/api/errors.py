@@ -32,6 +32,24 @@ class Forbidden(ApiError):
     code = 303
 
 
+class UnknownUser(ApiError):
+    """The named user is in no realm's user store (privacyIDEA's user error)."""
+
+    code = 904
+
+
+class CAError(ApiError):
+    """The CA (or the token's state on the CA) refuses the action (privacyIDEA's CA error)."""
+
+    code = 503
+
+
+class Locked(ApiError):
+    """The token is locked (revoked for good): the action is not possible."""
+
+    code = 1007
+
+
 class NotFound(ApiError):
     """The named resource does not exist."""
 

@@ -63,6 +63,12 @@ def _requests(path: str, method: str, serial: str) -> list[dict[str, Any]]:
         ]
     if (method, path) == ("post", "/token/revoke"):
         return [{"json": {"serial": serial, "reason": "keyCompromise"}}]
+    if (method, path) in (("post", "/token/disable"), ("post", "/token/enable")):
+        return [
+            {"json": {"serial": serial}},
+            {"json": {"user": "alice", "realm": "corp"}},
+            {"json": {"user": "alice@corp"}},
+        ]
     # Admin-only routes and routes naming the token in the path: any body will do.
     return [{"json": {}}] if method in ("post", "put", "patch") else [{}]
 
@@ -84,7 +90,8 @@ async def two_users(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
                 "/policy/users-own-tokens",
                 json={
                     "scope": "user",
-                    "action": "enrollCERTIFICATE, revoke, delete, certificate_download_pkcs12",
+                    "action": "enrollCERTIFICATE, revoke, delete, disable, enable, "
+                    "certificate_download_pkcs12",
                     "realm": "corp",
                 },
             )

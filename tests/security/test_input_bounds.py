@@ -93,10 +93,10 @@ async def test_genkey_is_a_boolean(clients: tuple[httpx.AsyncClient, httpx.Async
         assert answer.status_code == 200, answer.text
         assert "pkcs12_password" not in answer.json()["detail"]
     for on in ("1", "True", " true ", 1, True):
-        # With a CSR as well, genkey is a second mode: proof that it was read as true.
-        body = {**init, "genkey": on, "request": make_csr("alice")}
+        # With a certificate as well, genkey is a second mode: proof that it was read as true.
+        body = {**init, "genkey": on, "certificate": "-"}
         message = refusal(await user.post("/token/init", json=body))
-        assert message == "genkey: give only one of request, genkey", on
+        assert message == "genkey: give only one of certificate, genkey", on
     form = {**init, "genkey": "abc"}
     assert refusal(await user.post("/token/init", data=form)).startswith("genkey: ")
 

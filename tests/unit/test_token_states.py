@@ -9,11 +9,13 @@ import pytest
 from shared.domain import EventType, RolloutState
 from shared.token_events import CA_DETAIL
 from shared.token_states import (
+    DISABLED,
     Facts,
     ImpossibleTransition,
     State,
     Trigger,
     allows,
+    is_active,
     transition,
 )
 
@@ -32,12 +34,14 @@ COLUMNS = (
     T.REFUSE_HELD,
     T.REVOKE,
     T.DELETE,
+    T.DISABLE,
+    T.ENABLE,
 )
 DELETED = (GONE, E.TOKEN_DELETE)
 # One row per state (None: no token yet), one cell per trigger in COLUMNS' order:
 # (new state, event announcing it) or NO.
 TABLE: dict[State, tuple[Any, ...]] = {
-    None: ((S.SUBMITTED, None), (S.ENROLLED, E.TOKEN_INIT), NO, NO, NO, NO, NO, NO, NO, NO, NO),
+    None: ((S.SUBMITTED, None), (S.ENROLLED, E.TOKEN_INIT), *[NO] * 11),
     S.SUBMITTED: (
         NO,
         NO,
@@ -50,6 +54,8 @@ TABLE: dict[State, tuple[Any, ...]] = {
         NO,
         NO,
         DELETED,
+        (S.SUBMITTED, E.TOKEN_DISABLE),
+        (S.SUBMITTED, E.TOKEN_ENABLE),
     ),
     S.PENDING: (
         NO,
@@ -63,11 +69,20 @@ TABLE: dict[State, tuple[Any, ...]] = {
         (S.DENIED, E.TOKEN_UPDATE),
         NO,
         DELETED,
+        (S.PENDING, E.TOKEN_DISABLE),
+        (S.PENDING, E.TOKEN_ENABLE),
     ),
-    S.ENROLLED: (NO, NO, NO, NO, NO, NO, NO, NO, NO, (S.REVOKED, E.TOKEN_REVOKE), DELETED),
-    S.DENIED: (NO, NO, NO, NO, NO, NO, NO, NO, NO, NO, DELETED),
-    S.FAILED: (NO, NO, NO, NO, NO, NO, NO, NO, NO, NO, DELETED),
-    S.REVOKED: (NO, NO, NO, NO, NO, NO, NO, NO, NO, NO, DELETED),
+    S.ENROLLED: (
+        *[NO] * 9,
+        (S.REVOKED, E.TOKEN_REVOKE),
+        DELETED,
+        (S.ENROLLED, E.TOKEN_DISABLE),
+        (S.ENROLLED, E.TOKEN_ENABLE),
+    ),
+    S.DENIED: (*[NO] * 10, DELETED, (S.DENIED, E.TOKEN_DISABLE), (S.DENIED, E.TOKEN_ENABLE)),
+    S.FAILED: (*[NO] * 10, DELETED, (S.FAILED, E.TOKEN_DISABLE), (S.FAILED, E.TOKEN_ENABLE)),
+    # A revoked token is inactive for good.
+    S.REVOKED: (*[NO] * 10, DELETED, NO, NO),
 }
 ROWS = [
     pytest.param(state, trigger, cell, id=f"{state or 'absent'}-{trigger.value}")
@@ -148,6 +163,17 @@ def test_revoking_records_when_and_why() -> None:
         "revoked_at": "2026-01-01T00:00:00+00:00",
         "revocation_reason": "keyCompromise",
     }
+
+
+def test_disabling_marks_the_token_inactive_and_enabling_clears_it() -> None:
+    facts = Facts(reason="ignored")
+    disabled = transition(S.ENROLLED, T.DISABLE, {"certificate_serial": "0A"}, facts)
+    assert disabled.info == {"certificate_serial": "0A", DISABLED: True}
+    assert not is_active(S.ENROLLED, disabled.info)
+    enabled = transition(S.ENROLLED, T.ENABLE, disabled.info)
+    assert enabled.info == {"certificate_serial": "0A"}
+    assert is_active(S.ENROLLED, enabled.info)
+    assert not is_active(S.REVOKED, enabled.info) and not is_active(None, {})
 
 
 @pytest.mark.parametrize("trigger", [T.SUBMIT, T.UPLOAD, T.APPROVE, T.DELETE])

@@ -37,6 +37,8 @@ class Action(StrEnum):
     ENROLL = "enrollCERTIFICATE"
     REVOKE = "revoke"
     DELETE = "delete"
+    DISABLE = "disable"
+    ENABLE = "enable"
     DOWNLOAD_PKCS12 = "certificate_download_pkcs12"
 
 

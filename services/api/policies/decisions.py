@@ -50,6 +50,8 @@ _VERBS = {
     Action.ENROLL: "enroll certificate tokens",
     Action.REVOKE: "revoke tokens",
     Action.DELETE: "delete tokens",
+    Action.DISABLE: "disable tokens",
+    Action.ENABLE: "enable tokens",
     Action.DOWNLOAD_PKCS12: "download PKCS#12 files",
 }
 
@@ -190,8 +192,8 @@ def refusal(
 
     Admins may do everything while no active admin policy exists; then only what an admin
     policy matching their realm and the owner grants. Users may enroll and download PKCS#12
-    files while no active user policy exists for their realm; revoking and deleting always
-    need a user policy that grants it.
+    files while no active user policy exists for their realm; revoking, deleting, disabling
+    and enabling always need a user policy that grants it.
     """
     username, realm = owner
     if caller.role == "admin":

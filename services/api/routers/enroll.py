@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from enum import StrEnum
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
@@ -16,7 +17,7 @@ from services.api.context import ApiContext
 from services.api.enrollment import Upload, check_attestation
 from services.api.envelope import ok
 from services.api.errors import Forbidden, ParameterError
-from services.api.genkey import genkey_init, wants_genkey
+from services.api.genkey import genkey_init
 from services.api.idempotency import (
     DESCRIPTION,
     HEADER,
@@ -64,10 +65,7 @@ async def init_token(
     """Enroll a certificate token from a CSR, an uploaded certificate or a generated key."""
     data = await parse(request, TokenInit)
     key = parse_key(idempotency_key)
-    genkey = wants_genkey(data)
-    modes = [name for name, on in _modes(data, genkey) if on]
-    if len(modes) > 1:
-        raise ParameterError(f"{modes[1]}: give only one of {', '.join(modes)}")
+    mode = enrollment_mode(data)
     username, realm = await _owner(ctx, data, caller)
     audit.note(request, user=username, realm=realm)
     await require_action(ctx, caller, Action.ENROLL, username, realm)
@@ -79,16 +77,16 @@ async def init_token(
     rules = await enroll_rules(ctx, caller, username, realm)
     await check_token_limits(ctx, rules, username, realm)
     admission = Admission(token_limit(rules, (username, realm)), claim)
-    if data.certificate:
+    if mode == Mode.CERTIFICATE:
         return await _upload(request, data, ctx, caller, (username, realm), rules, admission)
     ca, template = choose_ca_template(rules, data.ca, data.template)
-    if not genkey and not data.request:
+    if mode is None:
         raise ParameterError(
             "request: required (a PEM-encoded PKCS#10 CSR), or give 'certificate' or 'genkey=1'"
         )
     if not ca:
         raise ParameterError("ca: required (the name of a CA connector)")
-    if genkey:
+    if mode == Mode.GENKEY:
         return await genkey_init(
             request, data, ctx, (username, realm), rules, (ca, template or ""), caller, admission
         )
@@ -118,13 +116,27 @@ async def init_token(
     return ok(True, detail)
 
 
-def _modes(data: TokenInit, genkey: bool) -> list[tuple[str, bool]]:
-    return [
-        # With a certificate, a CSR is the proof of possession of its key, not a mode.
-        ("request", bool(data.request) and not data.certificate),
-        ("certificate", bool(data.certificate)),
-        ("genkey", genkey),
-    ]
+class Mode(StrEnum):
+    """How a certificate token is enrolled."""
+
+    REQUEST = "request"  # a CSR for the CA to sign
+    CERTIFICATE = "certificate"  # an uploaded certificate
+    GENKEY = "genkey"  # the server makes the key pair
+
+
+def enrollment_mode(data: TokenInit) -> Mode | None:
+    """The one decision of *data*'s mode; None when it names none; 400 for two at once.
+
+    As privacyIDEA: a CSR wins over ``genkey`` (``privacyideaadm certificate sign`` sends
+    both). With a certificate, a CSR is the proof of possession of its key, not a mode.
+    """
+    if data.certificate:
+        if data.genkey:
+            raise ParameterError("genkey: give only one of certificate, genkey")
+        return Mode.CERTIFICATE
+    if data.request:
+        return Mode.REQUEST
+    return Mode.GENKEY if data.genkey else None
 
 
 async def _upload(
