@@ -7,6 +7,8 @@ from enum import StrEnum
 
 TOKEN_TYPE = "certificate"
 SERIAL_PREFIX = "CRT"
+USER_RESOLVER = "internal"
+"""The resolver name privacyIDEA-shaped answers give certtoken's internal user store."""
 
 
 class RolloutState(StrEnum):
@@ -41,8 +43,6 @@ class EventType(StrEnum):
     TOKEN_UPDATE = "token_update"
     TOKEN_REVOKE = "token_revoke"
     TOKEN_DELETE = "token_delete"
-    TOKEN_DISABLE = "token_disable"
-    TOKEN_ENABLE = "token_enable"
 
 
 JOB_CSR_SIGN = "csr.sign"

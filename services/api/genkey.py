@@ -34,6 +34,11 @@ PASSWORD_BYTES = 18
 MAX_KEYSIZE = 16384
 
 
+def wants_genkey(data: TokenInit) -> bool:
+    """Whether the request asks the server to generate the key pair."""
+    return bool(data.genkey)
+
+
 def choose_keytype(keytype: str | None, keysize: int | str | None) -> str:
     """The key type for *keytype* and privacyIDEA's *keysize* (RSA bits); 400 when unusable."""
     kind = (keytype or "").strip().lower()
@@ -128,6 +133,24 @@ async def genkey_init(
         else:
             detail["pkcs12"] = download["pkcs12"]
     return ok(True, detail)
+
+
+async def download(ctx: ApiContext, caller: Identity, token: Token) -> dict[str, Any]:
+    """*token*'s PKCS#12 for *caller*, if the download action allows; counted as a download."""
+    await require_action(ctx, caller, Action.DOWNLOAD_PKCS12, token.username, token.realm)
+    delete_after = bool(token.info.get("pkcs12_delete_after_download"))
+    return await take_pkcs12(ctx, token.serial, delete_after)
+
+
+async def listed_pkcs12(ctx: ApiContext, caller: Identity, token: Token) -> str | None:
+    """The PKCS#12 a token list by serial offers as ``info.pkcs12``: a download, or None."""
+    if not token.info.get("genkey"):
+        return None
+    try:
+        return str((await download(ctx, caller, token))["pkcs12"])
+    except ApiError:
+        # Refused, deleted or not issued: the list omits it; the download route says why.
+        return None
 
 
 async def take_pkcs12(ctx: ApiContext, serial: str, delete_after: bool) -> dict[str, Any]:

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from services.api.context import ApiContext
-from services.api.errors import ApiError, CAError, Conflict, Forbidden, Locked, NotFound
+from services.api.errors import Conflict, Forbidden, NotFound
 from shared.db.models import Token
 from shared.echo import echo
 from shared.security import Identity
-from shared.token_events import CA_DETAIL
-from shared.token_states import (
-    DISABLED,
-    ImpossibleTransition,
-    Trigger,
-    is_active,
-    state_of,
-    transition,
-)
+from shared.token_states import ImpossibleTransition, Trigger, state_of, transition
 
 
 async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
@@ -31,49 +21,14 @@ async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
     return token
 
 
-# privacyIDEA's answers where it shares the action: a revocation the CA refuses (a second
-# one among them) and enabling a revoked (locked) token are 400s with its codes.
-_REFUSALS: dict[Trigger, type[ApiError]] = {Trigger.REVOKE: CAError, Trigger.ENABLE: Locked}
-
-
 def require_transition(field: str, serial: str, state: str | None, trigger: Trigger) -> None:
-    """An error naming the token's state and the action unless a token in *state* may take it.
-
-    409 for certtoken's own actions; privacyIDEA's status and code for the ones it shares.
-    """
+    """409 naming the token's state and the action unless a token in *state* may take it."""
     try:
         transition(state_of(state), trigger)
     except ImpossibleTransition as refused:
-        error = _REFUSALS.get(trigger, Conflict)
-        raise error(
+        raise Conflict(
             f"{field}: token {serial} is {refused.state_name}; cannot {trigger.value} it"
         ) from None
-
-
-def token_view(token: Token, *, admin: bool = False) -> dict[str, Any]:
-    """A token as privacyIDEA shows it, with certificate details under ``info``."""
-    info: dict[str, Any] = {"CA": token.ca, **token.info}
-    info.pop(DISABLED, None)  # shown as active=false
-    if not admin:
-        info.pop(CA_DETAIL, None)
-    if token.template:
-        info["template"] = token.template
-    if token.certificate:
-        info["certificate"] = token.certificate
-    if token.request:
-        info["request"] = token.request
-    return {
-        "serial": token.serial,
-        "tokentype": token.tokentype,
-        "rollout_state": token.rollout_state,
-        "username": token.username,
-        "user_realm": token.realm,
-        "realms": [token.realm] if token.realm else [],
-        "active": is_active(state_of(token.rollout_state), token.info),
-        "description": str(token.info.get("description", "")),
-        "info": info,
-        "created": token.created_at.isoformat(),
-    }
 
 
 def page_links(count: int, page: int, pagesize: int) -> dict[str, int | None]:

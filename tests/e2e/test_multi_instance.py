@@ -24,12 +24,12 @@ def deployment(tmp_path: Path, postgres_url: str) -> Iterator[Deployment]:
 
 
 async def token_state(client: httpx.AsyncClient, serial: str) -> str:
-    """The rollout state an api shows for *serial*."""
+    """certtoken's rollout state of *serial*, as an api lists it."""
     answer = await client.get("/token/", params={"serial": serial})
     assert answer.status_code == 200, answer.text
     tokens = answer.json()["result"]["value"]["tokens"]
     assert len(tokens) == 1, answer.text
-    state: str = tokens[0]["rollout_state"]
+    state: str = tokens[0]["certtoken_state"]
     return state
 
 

@@ -213,7 +213,8 @@ async def test_uploaded_certificate_is_enrolled_at_once_and_revocable(stack: Sta
         await events.wait(serial, "token_revoke")
         listed = (await client.get("/token/", params={"serial": serial})).json()
         shown = listed["result"]["value"]["tokens"][0]
-        assert shown["rollout_state"] == "revoked" and shown["active"] is False
+        assert (shown["rollout_state"], shown["certtoken_state"]) == ("enrolled", "revoked")
+        assert (shown["active"], shown["revoked"], shown["locked"]) == (False, True, True)
         assert shown["info"]["revocation_reason"] == "keyCompromise"
 
         uploaded = await _init(client, certificate=_uploadable())

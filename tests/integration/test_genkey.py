@@ -165,16 +165,21 @@ async def test_admin_genkey_gives_a_pkcs12_and_keeps_no_secret(
         value = downloaded.json()["result"]["value"]
         assert value == {"serial": serial, "pkcs12": detail["pkcs12"], "keytype": "ec-p256"}
 
-        listed = (await admin.get("/token/", params={"serial": serial})).json()
+        listed = (await admin.get("/token/")).json()
         [shown] = listed["result"]["value"]["tokens"]
         assert shown["info"]["genkey"] is True and shown["info"]["keytype"] == "ec-p256"
         assert shown["info"]["subject"] == "CN=alice"
         assert "CERTIFICATE REQUEST" in shown["info"]["request"]
         for secret in (password, "PRIVATE KEY", detail["pkcs12"][:40]):
             assert secret not in str(listed)
+        # Asked for by serial, the token offers its PKCS#12 as a download (privacyIDEA's place).
+        by_serial = (await admin.get("/token/", params={"serial": serial})).json()
+        [shown] = by_serial["result"]["value"]["tokens"]
+        assert shown["info"]["pkcs12"] == detail["pkcs12"]
+        assert password not in str(by_serial) and "PRIVATE KEY" not in str(by_serial)
 
         row = await key_row(stack, serial)
-        assert (row.downloads, row.password, row.keytype) == (2, "", "ec-p256")
+        assert (row.downloads, row.password, row.keytype) == (3, "", "ec-p256")
         # The key lives only inside the sealed PKCS#12 now.
         assert not row.private_key and row.pkcs12 and row.deleted_at is None
 

@@ -7,8 +7,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.auth import Caller, Context
 from services.api.envelope import ok
-from services.api.genkey import delete_pkcs12, take_pkcs12
-from services.api.policies import Action, require_action
+from services.api.genkey import delete_pkcs12, download
 from services.api.tokens import token_for
 
 router = APIRouter(prefix="/token", tags=["token"])
@@ -17,10 +16,7 @@ router = APIRouter(prefix="/token", tags=["token"])
 @router.get("/{serial}/pkcs12")
 async def download_pkcs12(serial: str, ctx: Context, caller: Caller) -> JSONResponse:
     """The token's PKCS#12 (base64 DER), for its owner or an admin; counted as a download."""
-    token = await token_for(ctx, caller, serial)
-    await require_action(ctx, caller, Action.DOWNLOAD_PKCS12, token.username, token.realm)
-    delete_after = bool(token.info.get("pkcs12_delete_after_download"))
-    return ok(await take_pkcs12(ctx, serial, delete_after))
+    return ok(await download(ctx, caller, await token_for(ctx, caller, serial)))
 
 
 @router.post("/{serial}/pkcs12/delete")

@@ -1,4 +1,4 @@
-"""``/token/``: list, revoke, delete, disable and enable certificate tokens."""
+"""``/token/``: list, revoke and delete certificate tokens."""
 
 from __future__ import annotations
 
@@ -9,24 +9,23 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from services.api import audit
-from services.api.activation import TokenSelection, set_active
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import Forbidden
+from services.api.genkey import listed_pkcs12
 from services.api.jobs import job_row
 from services.api.params import Page, PageSize, body_doc, parse
 from services.api.policies import Action, require_action
 from services.api.schemas import REALM
-from services.api.tokens import page_links, require_transition, token_for, token_view
+from services.api.token_view import stored_states, token_view, with_pkcs12
+from services.api.tokens import page_links, require_transition, token_for
 from services.api.waiter import await_outcome, retired
 from shared.ca_jobs import Retirement
-from shared.db.models import Token
+from shared.db.models import Token, User
 from shared.domain import EventType, RolloutState
 from shared.messaging.outbox import insert_outbox
 from shared.messaging.topology import CA_DELETE, CA_REVOKE
-from shared.security import Identity
 from shared.token_states import Trigger
 
 router = APIRouter(prefix="/token", tags=["token"])
@@ -44,7 +43,10 @@ async def list_tokens(
     page: Page = 1,
     pagesize: PageSize = 15,
 ) -> JSONResponse:
-    """Tokens matching the filters, a page at a time; users see only their own."""
+    """Tokens matching the filters, a page at a time; users see only their own.
+
+    One token asked for by serial offers its PKCS#12 (``info.pkcs12``) as a download would.
+    """
     query = select(Token)
     if caller.role == "user":
         if user not in (None, caller.username) or realm not in (None, caller.realm):
@@ -59,15 +61,25 @@ async def list_tokens(
     if realm:
         query = query.where(Token.realm == realm)
     if rollout_state:
-        query = query.where(Token.rollout_state == rollout_state.value)
+        query = query.where(Token.rollout_state.in_(stored_states(rollout_state)))
+    owner = (User.realm == Token.realm) & (User.username == Token.username)
     async with ctx.db.read() as session:
         count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = await session.scalars(
-            query.order_by(Token.created_at, Token.serial)
-            .offset((page - 1) * pagesize)
-            .limit(pagesize)
-        )
-        tokens = [token_view(t, admin=caller.role == "admin") for t in rows]
+        rows = (
+            await session.execute(
+                query.add_columns(User.id)
+                .outerjoin(User, owner)
+                .order_by(Token.created_at, Token.serial)
+                .offset((page - 1) * pagesize)
+                .limit(pagesize)
+            )
+        ).all()
+    admin = caller.role == "admin"
+    tokens = [token_view(token, user_id, admin=admin) for token, user_id in rows]
+    if serial and len(rows) == 1:
+        pkcs12 = await listed_pkcs12(ctx, caller, rows[0][0])
+        if pkcs12 is not None:
+            with_pkcs12(tokens[0], pkcs12)
     return ok({"tokens": tokens, **page_links(count, page, pagesize)})
 
 
@@ -127,28 +139,4 @@ async def _retire(ctx: ApiContext, kind: str, job: Retirement, until: EventType)
     detail = outcome.detail
     if outcome.ended and until == EventType.TOKEN_DELETE:
         detail["deleted"] = True
-    # privacyIDEA's value: how many tokens the call revoked or deleted.
-    return ok(1, detail)
-
-
-# --- disabling and enabling -----------------------------------------------------------------
-
-
-@router.post("/disable", openapi_extra=body_doc(TokenSelection))
-async def disable_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
-    """Disable a token (by serial, or its owner's only token); value: how many changed."""
-    return await _activation(request, ctx, caller, Trigger.DISABLE)
-
-
-@router.post("/enable", openapi_extra=body_doc(TokenSelection))
-async def enable_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
-    """Enable a disabled token again; a revoked one cannot be; value: how many changed."""
-    return await _activation(request, ctx, caller, Trigger.ENABLE)
-
-
-async def _activation(
-    request: Request, ctx: ApiContext, caller: Identity, trigger: Trigger
-) -> JSONResponse:
-    token, changed = await set_active(ctx, caller, await parse(request, TokenSelection), trigger)
-    audit.note(request, serial=token.serial, user=token.username, realm=token.realm)
-    return ok(int(changed))
+    return ok(True, detail)
