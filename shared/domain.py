@@ -43,6 +43,8 @@ class EventType(StrEnum):
     TOKEN_UPDATE = "token_update"
     TOKEN_REVOKE = "token_revoke"
     TOKEN_DELETE = "token_delete"
+    TOKEN_DISABLE = "token_disable"
+    TOKEN_ENABLE = "token_enable"
 
 
 JOB_CSR_SIGN = "csr.sign"

@@ -34,11 +34,6 @@ PASSWORD_BYTES = 18
 MAX_KEYSIZE = 16384
 
 
-def wants_genkey(data: TokenInit) -> bool:
-    """Whether the request asks the server to generate the key pair."""
-    return bool(data.genkey)
-
-
 def choose_keytype(keytype: str | None, keysize: int | str | None) -> str:
     """The key type for *keytype* and privacyIDEA's *keysize* (RSA bits); 400 when unusable."""
     kind = (keytype or "").strip().lower()

@@ -10,6 +10,7 @@ from typing import Any
 from shared.db.models import Token
 from shared.domain import SERIAL_PREFIX, USER_RESOLVER, RolloutState
 from shared.token_events import CA_DETAIL
+from shared.token_states import DISABLED, is_active, state_of
 
 # privacyIDEA's values for the counter and OTP fields a certificate token has but never uses.
 OTP_DEFAULTS: dict[str, Any] = {
@@ -59,6 +60,7 @@ def token_view(token: Token, user_id: int | None, *, admin: bool = False) -> dic
     revoked = token.rollout_state == RolloutState.REVOKED
     created = _timestamp(token.created_at)
     info: dict[str, Any] = {"CA": token.ca, **token.info}
+    info.pop(DISABLED, None)  # shown as active=false
     if not admin:
         info.pop(CA_DETAIL, None)
     if token.template:
@@ -78,7 +80,7 @@ def token_view(token: Token, user_id: int | None, *, admin: bool = False) -> dic
         "tokentype": token.tokentype,
         "rollout_state": shown_state(token.rollout_state),
         CERTTOKEN_STATE: token.rollout_state,
-        "active": not revoked,
+        "active": is_active(state_of(token.rollout_state), token.info),
         "revoked": revoked,
         "locked": revoked,
         "username": token.username,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.api.context import ApiContext
-from services.api.errors import Conflict, Forbidden, NotFound
+from services.api.errors import ApiError, CAError, Conflict, Forbidden, Locked, NotFound
 from shared.db.models import Token
 from shared.echo import echo
 from shared.security import Identity
@@ -21,12 +21,21 @@ async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:
     return token
 
 
+# privacyIDEA's answers where it shares the action: a revocation the CA refuses (a second
+# one among them) and enabling a revoked (locked) token are 400s with its codes.
+_REFUSALS: dict[Trigger, type[ApiError]] = {Trigger.REVOKE: CAError, Trigger.ENABLE: Locked}
+
+
 def require_transition(field: str, serial: str, state: str | None, trigger: Trigger) -> None:
-    """409 naming the token's state and the action unless a token in *state* may take it."""
+    """An error naming the token's state and the action unless a token in *state* may take it.
+
+    409 for certtoken's own actions; privacyIDEA's status and code for the ones it shares.
+    """
     try:
         transition(state_of(state), trigger)
     except ImpossibleTransition as refused:
-        raise Conflict(
+        error = _REFUSALS.get(trigger, Conflict)
+        raise error(
             f"{field}: token {serial} is {refused.state_name}; cannot {trigger.value} it"
         ) from None
 

@@ -62,9 +62,11 @@ async def test_revoke_lists_the_serial_and_ocsp_answers(stack: Stack, tmp_path: 
             "/token/revoke", json={"serial": revoked["serial"], "reason": "keyCompromise"}
         )
         assert answer.status_code == 200, answer.text
+        assert answer.json()["result"]["value"] == 1  # privacyIDEA's count of revoked tokens
         assert answer.json()["detail"]["rollout_state"] == "revoked"
         again = await client.post("/token/revoke", json={"serial": revoked["serial"]})
-        assert again.status_code == 409
+        assert again.status_code == 400  # privacyIDEA: the CA's error, code 503
+        assert again.json()["result"]["error"]["code"] == 503
         nosuch = await client.post("/token/revoke", json={"serial": "CRT00000000"})
         assert nosuch.status_code == 404
         bad_reason = await client.post(
@@ -149,6 +151,7 @@ async def test_delete_revokes_first_and_withdraws_pending(stack: Stack, tmp_path
         enrolled = await enroll(client, "gone")
         deleted = await client.delete(f"/token/{enrolled['serial']}")
         assert deleted.status_code == 200, deleted.text
+        assert deleted.json()["result"]["value"] == 1  # privacyIDEA's count of deleted tokens
         assert deleted.json()["detail"]["deleted"] is True
         listed = (await client.get("/token/", params={"serial": enrolled["serial"]})).json()
         assert listed["result"]["value"]["count"] == 0

@@ -1,4 +1,4 @@
-"""``/token/``: list, revoke and delete certificate tokens."""
+"""``/token/``: list, revoke, delete, disable and enable certificate tokens."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from services.api import audit
+from services.api.activation import TokenSelection, set_active
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.envelope import ok
@@ -26,6 +28,7 @@ from shared.db.models import Token, User
 from shared.domain import EventType, RolloutState
 from shared.messaging.outbox import insert_outbox
 from shared.messaging.topology import CA_DELETE, CA_REVOKE
+from shared.security import Identity
 from shared.token_states import Trigger
 
 router = APIRouter(prefix="/token", tags=["token"])
@@ -139,4 +142,28 @@ async def _retire(ctx: ApiContext, kind: str, job: Retirement, until: EventType)
     detail = outcome.detail
     if outcome.ended and until == EventType.TOKEN_DELETE:
         detail["deleted"] = True
-    return ok(True, detail)
+    # privacyIDEA's value: how many tokens the call revoked or deleted.
+    return ok(1, detail)
+
+
+# --- disabling and enabling -----------------------------------------------------------------
+
+
+@router.post("/disable", openapi_extra=body_doc(TokenSelection))
+async def disable_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
+    """Disable a token (by serial, or its owner's only token); value: how many changed."""
+    return await _activation(request, ctx, caller, Trigger.DISABLE)
+
+
+@router.post("/enable", openapi_extra=body_doc(TokenSelection))
+async def enable_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
+    """Enable a disabled token again; a revoked one cannot be; value: how many changed."""
+    return await _activation(request, ctx, caller, Trigger.ENABLE)
+
+
+async def _activation(
+    request: Request, ctx: ApiContext, caller: Identity, trigger: Trigger
+) -> JSONResponse:
+    token, changed = await set_active(ctx, caller, await parse(request, TokenSelection), trigger)
+    audit.note(request, serial=token.serial, user=token.username, realm=token.realm)
+    return ok(int(changed))
