@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     amqp_url: str = ""
     secret_key: str = Field(default="", repr=False)
     secret_key_file: Path | None = None
+    # privacyIDEA's signed answers: an RSA key (PEM), made in the data dir when not given.
+    response_signing: bool = True
+    response_signing_key_file: Path | None = None
     ca_passphrase: str = Field(default="", repr=False)
     ca_passphrase_file: Path | None = None
     init_wait_seconds: float = Field(default=5.0, ge=0, le=120)

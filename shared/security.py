@@ -62,6 +62,10 @@ class InvalidAccessToken(Exception):
     """The access token is missing, expired, forged or malformed."""
 
 
+class ExpiredAccessToken(InvalidAccessToken):
+    """The access token was valid but its lifetime is over."""
+
+
 def issue_token(identity: Identity, secret: str, lifetime: int) -> str:
     """A signed, expiring access token (JWT, HS256) for *identity*."""
     now = int(time.time())
@@ -87,6 +91,8 @@ def read_token(token: str, secret: str) -> Identity:
             issuer="certtoken",
             options={"require": ["exp", "sub", "role"]},
         )
+    except jwt.ExpiredSignatureError as exc:
+        raise ExpiredAccessToken(str(exc)) from exc
     except jwt.PyJWTError as exc:
         raise InvalidAccessToken(str(exc)) from exc
     role = claims.get("role")

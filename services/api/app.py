@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,10 +32,12 @@ from services.api.routers import (
     events,
     pkcs12,
     policy,
+    signature,
     smtpservers,
     tokens,
     users,
 )
+from services.api.signing import SigningMiddleware, signer_for
 from services.api.waiter import OutcomeWaiter
 from shared.config import Settings
 from shared.db.faults import storage_outage
@@ -63,6 +66,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_db = db if db is not None else Database.for_settings(settings)
+        app.state.signer = await asyncio.to_thread(signer_for, settings)
         if manage_broker:
             await broker.start()
         relay = OutboxRelay(
@@ -121,6 +125,7 @@ def create_app(
         policy,
         smtpservers,
         audit,
+        signature,
     ):
         app.include_router(module.router)
     _install_error_handlers(app)
@@ -128,6 +133,7 @@ def create_app(
     app.add_middleware(TextGuard)  # inside the audit: refusals are recorded too
     app.add_middleware(AuditMiddleware)  # inside the correlation id's scope
     app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(SigningMiddleware)  # outermost: every answer, refusals included
     return app
 
 
@@ -150,7 +156,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status_code, exc.code, exc.message)
+        return error(exc.status_code, exc.code, exc.message, detail_null=exc.detail_null)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

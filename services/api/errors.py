@@ -8,6 +8,8 @@ class ApiError(Exception):
 
     status_code = 400
     code = 905
+    # privacyIDEA answers ``detail: null`` for what it refuses before a route runs.
+    detail_null = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -23,6 +25,30 @@ class AuthError(ApiError):
 
     status_code = 401
     code = 4031
+
+
+class TokenError(AuthError):
+    """The access token a route needs is missing or unusable."""
+
+    detail_null = True
+
+
+class MissingToken(TokenError):
+    """No access token was sent (privacyIDEA's code for a missing header)."""
+
+    code = 4033
+
+
+class InvalidToken(TokenError):
+    """The access token is forged, malformed or names no known role."""
+
+    code = 4304
+
+
+class ExpiredToken(TokenError):
+    """The access token's lifetime is over."""
+
+    code = 4305
 
 
 class Forbidden(ApiError):

@@ -28,6 +28,8 @@ PUBLIC = {
     ("get", "/ca/{name}/crl"),
     ("post", "/ca/{name}/ocsp"),
     ("get", "/ca/{name}/ocsp/{encoded}"),
+    # The public key that verifies the answers' signatures.
+    ("get", "/signature/publickey"),
 }
 
 # Path parameters: another user's token, else any plausible name (admin-only routes refuse first).

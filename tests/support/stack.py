@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from services.api.app import create_app
+from services.api.signing import signer_for
 from services.ca_worker.ca_create import create_local_ca
 from services.ca_worker.service import CAWorker
 from services.notifier.service import Notifier
@@ -123,6 +124,8 @@ async def _prepare(settings: Settings, ca: str) -> None:
             )
     finally:
         await db.dispose()
+    # The api would make it on start; made here, the copies of a prepared dir share it.
+    signer_for(settings)
 
 
 class _QuickStop(HttpServer):

@@ -14,6 +14,7 @@ from services.api.policies.decisions import (
     require_action,
     token_limit,
 )
+from services.api.policies.rights import menus, rights_of
 
 __all__ = [
     "Action",
@@ -21,6 +22,8 @@ __all__ = [
     "check_token_limits",
     "choose_ca_template",
     "enroll_rules",
+    "menus",
     "require_action",
+    "rights_of",
     "token_limit",
 ]

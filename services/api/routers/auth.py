@@ -18,12 +18,14 @@ from sqlalchemy import select
 from services.api.audit import note
 from services.api.auth import Context
 from services.api.context import ApiContext
-from services.api.envelope import ok
+from services.api.envelope import ACCEPT, ok
 from services.api.errors import AuthError
 from services.api.login import ADMIN_REALM, LoginThrottle, split_login
 from services.api.params import body_doc, parse
+from services.api.policies import menus, rights_of
 from services.api.ratelimit import Limited
 from services.api.schemas import AuthRequest
+from services.api.ui_settings import ui_settings
 from shared.db.models import Admin, User
 from shared.security import Identity, hash_password, issue_token, verify_password
 
@@ -36,7 +38,7 @@ _WRONG = "username or password is wrong"
 
 @router.post("/auth", openapi_extra=body_doc(AuthRequest), dependencies=[Depends(Limited("auth"))])
 async def authenticate(request: Request, ctx: Context) -> JSONResponse:
-    """Check an admin's or a user's credentials and return a signed, expiring access token."""
+    """Check credentials; answer a signed, expiring access token, the rights and UI settings."""
     creds = await parse(request, AuthRequest)
     admin = None
     if not creds.realm:
@@ -51,13 +53,18 @@ async def authenticate(request: Request, ctx: Context) -> JSONResponse:
     token = issue_token(
         identity, ctx.settings.resolved_secret_key, ctx.settings.jwt_lifetime_seconds
     )
+    granted = await rights_of(ctx, identity)
     return ok(
         {
+            **ui_settings(ctx.settings.log_level),
             "token": token,
             "role": identity.role,
             "username": identity.username,
             "realm": identity.realm,
-        }
+            "rights": granted,
+            "menus": menus(granted),
+        },
+        authentication=ACCEPT,
     )
 
 
