@@ -32,8 +32,10 @@ from services.api.routers import (
     events,
     pkcs12,
     policy,
+    realms,
     signature,
     smtpservers,
+    system,
     tokens,
     users,
 )
@@ -116,7 +118,9 @@ def create_app(
     for module in (
         auth,
         users,
+        realms,
         caconnector,
+        system,
         ca,
         enroll,
         pkcs12,

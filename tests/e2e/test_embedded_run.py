@@ -48,7 +48,7 @@ def test_first_enrollment_on_the_embedded_system(tmp_path: Path, amqp: str) -> N
             headers=headers,
             data={"user": "alice", "realm": "corp", "email": "alice@example.org"},
         )
-        assert user.status_code == 201, user.text
+        assert user.status_code == 200, user.text
         answer = httpx.post(
             f"{url}/token/init",
             headers=headers,

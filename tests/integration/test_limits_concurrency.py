@@ -22,7 +22,7 @@ async def _setup(stack: Stack, client: httpx.AsyncClient, action: str) -> None:
     created = await client.post(
         "/user/", json={"user": "alice", "realm": "corp", "password": PASSWORD}
     )
-    assert created.status_code == 201, created.text
+    assert created.status_code == 200, created.text
     policy = await client.post("/policy/limit", json={"scope": "enroll", "action": action})
     assert policy.status_code == 200, policy.text
 

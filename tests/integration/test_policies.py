@@ -15,6 +15,7 @@ import httpx
 from cryptography import x509
 from sqlalchemy import func, select
 
+from services.api.policies.spec import UNMATCHED_FIELDS
 from services.ca_worker.ca_create import create_local_ca
 from shared.attestation import AttestationMode
 from shared.db.models import Policy, Token
@@ -60,7 +61,7 @@ async def _users(client: httpx.AsyncClient, *logins: str) -> None:
         user, realm = login.split("@")
         body = {"user": user, "realm": realm, "password": PASSWORD}
         answer = await client.post("/user/", json=body)
-        assert answer.status_code == 201, answer.text
+        assert answer.status_code == 200, answer.text
 
 
 async def _policy(client: httpx.AsyncClient, name: str, **body: Any) -> dict[str, Any]:
@@ -121,16 +122,25 @@ async def test_policy_crud(tmp_path: Path) -> None:
         )
         assert created.status_code == 200, created.text
         assert created.json()["detail"] == {"created": True}
-        assert created.json()["result"]["value"] == {
-            "name": "corp-enroll",
-            "scope": "enroll",
-            "action": {"certificate_ca_connector": "localca", "max_token_per_user": 3},
-            "realm": ["corp"],
-            "user": [],
-            "adminrealm": [],
-            "active": True,
-            "priority": 2,
-        }
+        # privacyIDEA's answer: the policy's number under "setPolicy <name>".
+        number = created.json()["result"]["value"]["setPolicy corp-enroll"]
+        assert isinstance(number, int) and number > 0
+        assert list(created.json()["result"]["value"]) == ["setPolicy corp-enroll"]
+        # One policy is a one-element list; "enroll" is stored as privacyIDEA's "enrollment".
+        assert (await client.get("/policy/corp-enroll")).json()["result"]["value"] == [
+            {
+                **UNMATCHED_FIELDS,
+                "name": "corp-enroll",
+                "scope": "enrollment",
+                # Values as privacyIDEA shows them: the text after "=".
+                "action": {"certificate_ca_connector": "localca", "max_token_per_user": "3"},
+                "realm": ["corp"],
+                "user": [],
+                "adminrealm": [],
+                "active": True,
+                "priority": 2,
+            }
+        ]
         # Form-encoded, as privacyIDEA's clients send it.
         form = await client.post(
             "/policy/helpdesk",
@@ -143,7 +153,7 @@ async def test_policy_crud(tmp_path: Path) -> None:
             },
         )
         assert form.status_code == 200, form.text
-        shown = (await client.get("/policy/helpdesk")).json()["result"]["value"]
+        [shown] = (await client.get("/policy/helpdesk")).json()["result"]["value"]
         assert shown["action"] == {"revoke": True, "delete": True}
         assert shown["user"] == ["*", "-boss"]
         assert shown["adminrealm"] == ["helpdesk"]
@@ -157,20 +167,26 @@ async def test_policy_crud(tmp_path: Path) -> None:
         assert _refused(bad_scope, 400).startswith("scope: unknown scope 'nope'")
 
         replaced = await client.post(
-            "/policy/corp-enroll", json={"scope": "enroll", "action": {"max_token_per_user": 5}}
+            "/policy/corp-enroll",
+            json={"scope": "enrollment", "action": {"max_token_per_user": 5}},
         )
         assert replaced.json()["detail"] == {"created": False}
-        shown = (await client.get("/policy/corp-enroll")).json()["result"]["value"]
+        assert replaced.json()["result"]["value"] == {"setPolicy corp-enroll": number}
+        for scope in ("enrollment", "enroll"):
+            listed = (await client.get("/policy/", params={"scope": scope})).json()
+            assert [p["name"] for p in listed["result"]["value"]] == ["corp-enroll"]
+        [shown] = (await client.get("/policy/corp-enroll")).json()["result"]["value"]
         assert (shown["action"], shown["realm"], shown["priority"]) == (
-            {"max_token_per_user": 5},
+            {"max_token_per_user": "5"},
             [],
             1,
         )
 
         deleted = await client.delete("/policy/corp-enroll")
-        assert deleted.status_code == 200 and deleted.json()["result"]["value"] is True
+        assert deleted.status_code == 200 and deleted.json()["result"]["value"] == number
         assert _refused(await client.delete("/policy/corp-enroll"), 404).startswith("policy: ")
-        assert _refused(await client.get("/policy/corp-enroll"), 404).startswith("policy: ")
+        gone = await client.get("/policy/corp-enroll")
+        assert gone.status_code == 200 and gone.json()["result"]["value"] == []
         assert await _count(stack, Policy) == 1
 
         # Only admins manage policies.
@@ -564,6 +580,7 @@ async def test_another_process_sees_policy_changes(tmp_path: Path) -> None:
         other = Database(stack.settings.resolved_database_url)
         try:
             async with other.write() as session:
+                # Under "enroll", the scope's name before privacyIDEA's "enrollment": still read.
                 session.add(
                     Policy(name="elsewhere", scope="enroll", action={"max_token_per_user": 1})
                 )

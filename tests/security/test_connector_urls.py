@@ -48,7 +48,7 @@ SSRF_URLS = [
 async def _alice(stack: Stack, admin: str) -> str:
     async with stack.client(admin) as client:
         body = {"user": "alice", "realm": "corp", "password": PASSWORD}
-        assert (await client.post("/user/", json=body)).status_code == 201
+        assert (await client.post("/user/", json=body)).status_code == 200
     return await stack.login("alice@corp", PASSWORD)
 
 
@@ -69,7 +69,7 @@ async def test_connectors_to_metadata_odd_ips_userinfo_or_other_schemes_are_refu
             assert _message(answer).startswith("url:"), (url, answer.text)
             assert why in _message(answer), (url, answer.text)
             assert "secret" not in answer.text
-        assert (await client.get("/caconnector/evil")).status_code == 404
+        assert (await client.get("/caconnector/evil")).json()["result"]["value"] == []
         fine = await client.post(
             "/caconnector/fine", json={"type": "cfssl", "url": "http://127.0.0.1:8888"}
         )
@@ -121,7 +121,7 @@ async def test_stored_urls_with_userinfo_are_redacted_and_refused_by_the_worker(
     for answer in (listing, shown):
         assert answer.status_code == 200
         assert "hunter2" not in answer.text and "ca-admin" not in answer.text
-    assert shown.json()["result"]["value"]["data"]["url"] == "http://***@127.0.0.1:9/"
+    assert shown.json()["result"]["value"][0]["data"]["url"] == "http://***@127.0.0.1:9/"
     # The ca_worker checks again: the token fails at once (not retried) with certtoken's reason,
     # which the user sees, since it is not the remote CA's text.
     async with stack.client(user) as client:

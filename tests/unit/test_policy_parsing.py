@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 
 from services.api.policies.catalog import Scope
-from services.api.policies.spec import PolicySpec, parse_actions, parse_policy, policy_view
+from services.api.policies.spec import (
+    UNMATCHED_FIELDS,
+    PolicySpec,
+    parse_actions,
+    parse_policy,
+    parse_scope,
+    policy_view,
+)
+from services.api.policies.store import spec_of
+from shared.db.models import Policy
 
 
 def test_action_string_with_values_and_bare_names() -> None:
@@ -56,7 +65,7 @@ def test_action_object_and_role_flags() -> None:
 @pytest.mark.parametrize(
     ("scope", "action", "message"),
     [
-        (Scope.ENROLL, "revoke", "action: unknown action 'revoke' in scope 'enroll'; known: "),
+        (Scope.ENROLL, "revoke", "action: unknown action 'revoke' in scope 'enrollment'; known: "),
         (Scope.USER, "max_token_per_user=2", "action: unknown action 'max_token_per_user' in"),
         (
             Scope.ENROLL,
@@ -120,6 +129,7 @@ def test_policy_fields_and_defaults() -> None:
     plain = parse_policy("p", {"scope": "user", "action": "revoke"})
     assert (plain.active, plain.priority, plain.realm, plain.user) == (True, 1, (), ())
     assert policy_view(plain) == {
+        **UNMATCHED_FIELDS,
         "name": "p",
         "scope": "user",
         "action": {"revoke": True},
@@ -156,3 +166,19 @@ def test_bad_policy_fields(name: str, fields: dict[str, Any], message: str) -> N
     with pytest.raises(ValueError) as caught:
         parse_policy(name, params)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_enrollment_scope_is_privacyideas_name_and_enroll_an_alias() -> None:
+    assert Scope.ENROLL.value == "enrollment"
+    for name in ("enrollment", "enroll", " enroll "):
+        assert parse_policy("p", {"scope": name, "action": "max_token_per_user=2"}).scope == (
+            Scope.ENROLL
+        )
+    shown = policy_view(parse_policy("p", {"scope": "enroll", "action": "max_token_per_user=2"}))
+    assert shown["scope"] == "enrollment"
+    # A row stored by an earlier release under the old name reads as the same scope.
+    old = Policy(name="old", scope="enroll", action={"max_token_per_user": 1}, realm=[], user=[])
+    old.adminrealm, old.active, old.priority = [], True, 1
+    assert spec_of(old).scope == Scope.ENROLL
+    with pytest.raises(ValueError, match="scope: unknown scope 'enrol'"):
+        parse_scope("enrol")

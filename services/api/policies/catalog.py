@@ -26,9 +26,24 @@ MAX_PATH = 1024
 class Scope(StrEnum):
     """Where a policy acts: what enrollment sets, what users and what admins may do."""
 
-    ENROLL = "enroll"
+    ENROLL = "enrollment"
     USER = "user"
     ADMIN = "admin"
+
+
+# certtoken's earlier name of the enrollment scope: accepted on input and in stored rows.
+SCOPE_ALIASES: Mapping[str, Scope] = {"enroll": Scope.ENROLL}
+
+
+def scope_named(name: str) -> Scope:
+    """The scope *name* stands for (privacyIDEA's name or an alias); ValueError if none."""
+    alias = SCOPE_ALIASES.get(name)
+    return alias if alias is not None else Scope(name)
+
+
+def scope_names(scope: Scope) -> list[str]:
+    """Every name *scope* may be stored under: its own and its aliases."""
+    return [scope.value, *(name for name, s in SCOPE_ALIASES.items() if s == scope)]
 
 
 class Action(StrEnum):

@@ -15,6 +15,7 @@ from services.api.policies.catalog import (
     read_action,
     read_count,
     read_flag,
+    scope_named,
 )
 from shared.echo import echo
 
@@ -41,12 +42,33 @@ class PolicySpec:
     priority: int = 1
 
 
+# privacyIDEA's policy fields certtoken does not match on (parse_policy refuses them when set),
+# shown as privacyIDEA shows them unset so that its clients find every key.
+UNMATCHED_FIELDS: Mapping[str, Any] = {
+    "adminuser": [],
+    "check_all_resolvers": False,
+    "client": [],
+    "conditions": [],
+    "description": None,
+    "pinode": [],
+    "resolver": [],
+    "time": "",
+    "user_agents": [],
+    "user_case_insensitive": False,
+}
+
+
 def policy_view(policy: PolicySpec) -> dict[str, Any]:
-    """A policy as the API shows it."""
+    """A policy as the API shows it: privacyIDEA's keys, the unmatched ones unset."""
     return {
+        **{
+            key: list(value) if isinstance(value, list) else value
+            for key, value in UNMATCHED_FIELDS.items()
+        },
         "name": policy.name,
         "scope": policy.scope.value,
-        "action": dict(policy.action),
+        # privacyIDEA shows a value as the text after "="; plain actions as true.
+        "action": {k: v if isinstance(v, bool) else str(v) for k, v in policy.action.items()},
         "realm": list(policy.realm),
         "user": list(policy.user),
         "adminrealm": list(policy.adminrealm),
@@ -101,7 +123,7 @@ def parse_scope(raw: object) -> Scope:
     if raw in (None, ""):
         raise ValueError(f"scope: required (one of {known})")
     try:
-        return Scope(str(raw).strip())
+        return scope_named(str(raw).strip())
     except ValueError:
         raise ValueError(f"scope: unknown scope {echo(raw)}; known: {known}") from None
 

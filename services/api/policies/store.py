@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from services.api.policies.catalog import Scope
+from services.api.policies.catalog import Scope, scope_named, scope_names
 from services.api.policies.spec import PolicySpec
 from shared.attestation import load_trust_store
 from shared.db.models import Policy
@@ -35,7 +35,7 @@ def spec_of(row: Policy) -> PolicySpec:
     """The policy a row holds."""
     return PolicySpec(
         name=row.name,
-        scope=Scope(row.scope),
+        scope=scope_named(row.scope),
         action=dict(row.action),
         realm=tuple(row.realm),
         user=tuple(row.user),
@@ -104,7 +104,7 @@ async def list_policies(db: Database, scope: Scope | None = None) -> list[Policy
     """Policies by name, read from the table (not the cache), optionally of one scope."""
     query = select(Policy).order_by(Policy.name)
     if scope is not None:
-        query = query.where(Policy.scope == scope.value)
+        query = query.where(Policy.scope.in_(scope_names(scope)))
     async with db.read() as session:
         return [spec_of(r) for r in await session.scalars(query)]
 

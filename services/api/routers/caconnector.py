@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.auth import Admin, Context
 from services.api.envelope import ok
@@ -35,8 +36,10 @@ CONNECTOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 SECRET_OPTIONS = frozenset({"cakey", "password", "passphrase", "auth_key", "key"})
 
 
-def connector_view(connector: CAConnector) -> dict[str, Any]:
-    """A connector as the API shows it: never a secret's value."""
+def connector_view(
+    connector: CAConnector, templates: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A connector as the API shows it, with its *templates*: never a secret's value."""
     data = {
         key: ("***" if key in SECRET_OPTIONS or key.endswith("_secret") else value)
         for key, value in connector.options.items()
@@ -51,8 +54,32 @@ def connector_view(connector: CAConnector) -> dict[str, Any]:
         "connectorname": connector.name,
         "type": connector.type,
         "data": data,
+        "templates": templates or {},
         "cacert": connector.cacert,
     }
+
+
+async def templates_of(session: AsyncSession, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The templates of the connectors *names* by name, the built-in default first."""
+    rows = await session.scalars(
+        select(CATemplate).where(CATemplate.ca.in_(names)).order_by(CATemplate.name)
+    )
+    found: dict[str, dict[str, Any]] = {
+        name: {DEFAULT_TEMPLATE: _template_view(TemplateOptions(), builtin=True)} for name in names
+    }
+    for row in rows:
+        found[row.ca][row.name] = _template_view(template_options(dict(row.options)), builtin=False)
+    return found
+
+
+async def connector_views(session: AsyncSession, name: str | None = None) -> list[dict[str, Any]]:
+    """All connectors (or the one named *name*) as the API shows them, by name."""
+    query = select(CAConnector).order_by(CAConnector.name)
+    if name is not None:
+        query = query.where(CAConnector.name == name)
+    rows = (await session.scalars(query)).all()
+    templates = await templates_of(session, [c.name for c in rows])
+    return [connector_view(c, templates[c.name]) for c in rows]
 
 
 def _sealed_names(connector: CAConnector) -> list[str]:
@@ -65,18 +92,14 @@ def _sealed_names(connector: CAConnector) -> list[str]:
 async def list_connectors(ctx: Context, _admin: Admin) -> JSONResponse:
     """All CA connectors."""
     async with ctx.db.read() as session:
-        rows = (await session.scalars(select(CAConnector).order_by(CAConnector.name))).all()
-    return ok([connector_view(c) for c in rows])
+        return ok(await connector_views(session))
 
 
 @router.get("/{name}")
 async def get_connector(name: str, ctx: Context, _admin: Admin) -> JSONResponse:
-    """One CA connector with its CA certificate in PEM."""
+    """The connector *name* as a one-element list (empty when there is none), as privacyIDEA."""
     async with ctx.db.read() as session:
-        connector = await session.get(CAConnector, name)
-    if connector is None:
-        raise NotFound(f"caconnector: no CA connector named {name!r}")
-    return ok(connector_view(connector))
+        return ok(await connector_views(session, name))
 
 
 @router.post("/{name}")
@@ -175,14 +198,8 @@ async def list_templates(name: str, ctx: Context, _admin: Admin) -> JSONResponse
     async with ctx.db.read() as session:
         if await session.get(CAConnector, name) is None:
             raise NotFound(f"caconnector: no CA connector named {name!r}")
-        rows = await session.scalars(
-            select(CATemplate).where(CATemplate.ca == name).order_by(CATemplate.name)
-        )
-        templates = {t.name: t.options for t in rows}
-    value = {DEFAULT_TEMPLATE: _template_view(TemplateOptions(), builtin=True)}
-    for template, options in templates.items():
-        value[template] = _template_view(template_options(dict(options)), builtin=False)
-    return ok({"templates": value})
+        templates = await templates_of(session, [name])
+    return ok({"templates": templates[name]})
 
 
 def _template_view(options: TemplateOptions, *, builtin: bool) -> dict[str, Any]:

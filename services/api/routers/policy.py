@@ -19,7 +19,12 @@ from services.api.envelope import ok
 from services.api.errors import NotFound, ParameterError
 from services.api.params import read_params
 from services.api.policies.catalog import CA_CONNECTOR, TEMPLATE, TRUSTED_CA_PATH, Scope
-from services.api.policies.spec import PolicySpec, parse_policy, parse_scope, policy_view
+from services.api.policies.spec import (
+    PolicySpec,
+    parse_policy,
+    parse_scope,
+    policy_view,
+)
 from services.api.policies.store import (
     delete_policy,
     get_policy,
@@ -27,6 +32,7 @@ from services.api.policies.store import (
     save_policy,
     trust_path_problem,
 )
+from services.api.stable_ids import stable_id
 from shared.ca_templates import DEFAULT_TEMPLATE
 from shared.db.models import CAConnector, CATemplate
 from shared.echo import echo
@@ -48,11 +54,9 @@ async def list_all(
 
 @router.get("/{name}")
 async def get_one(name: str, ctx: Context, _admin: Admin) -> JSONResponse:
-    """One policy."""
+    """The policy *name* as a one-element list, an empty one when there is none (privacyIDEA)."""
     policy = await get_policy(ctx.db, name)
-    if policy is None:
-        raise NotFound(f"policy: no policy named {echo(name)}")
-    return ok(policy_view(policy))
+    return ok([] if policy is None else [policy_view(policy)])
 
 
 @router.post("/{name}")
@@ -64,15 +68,15 @@ async def set_policy(name: str, request: Request, ctx: Context, _admin: Admin) -
         raise ParameterError(str(exc)) from None
     await _check_references(ctx, policy)
     created = await save_policy(ctx.db, policy)
-    return ok(policy_view(policy), {"created": created})
+    return ok({f"setPolicy {name}": stable_id(name)}, {"created": created})
 
 
 @router.delete("/{name}")
 async def delete_one(name: str, ctx: Context, _admin: Admin) -> JSONResponse:
-    """Delete a policy."""
+    """Delete a policy; its number answers, as privacyIDEA's id does."""
     if not await delete_policy(ctx.db, name):
         raise NotFound(f"policy: no policy named {echo(name)}")
-    return ok(True)
+    return ok(stable_id(name))
 
 
 async def _check_references(ctx: ApiContext, policy: PolicySpec) -> None:

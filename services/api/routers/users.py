@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from services.api.auth import Admin, Context
@@ -15,6 +15,7 @@ from services.api.errors import Conflict, NotFound
 from services.api.params import body_doc, parse
 from services.api.schemas import REALM, UserCreate
 from shared.db.models import User
+from shared.domain import USER_RESOLVER
 from shared.echo import echo
 from shared.security import hash_password
 
@@ -22,14 +23,20 @@ router = APIRouter(prefix="/user", tags=["user"])
 
 
 def user_view(user: User) -> dict[str, object]:
-    """A user as the API shows it: never the password hash."""
+    """A user with privacyIDEA's keys (the id as text, like its resolvers): never the hash."""
     return {
-        "userid": user.id,
+        "userid": str(user.id),
         "username": user.username,
         "realm": user.realm,
+        "resolver": USER_RESOLVER,
+        "editable": True,
         "email": user.email,
         "givenname": user.givenname,
         "surname": user.surname,
+        # Not kept by certtoken's store: empty, as privacyIDEA shows an unset attribute.
+        "description": "",
+        "mobile": "",
+        "phone": "",
     }
 
 
@@ -55,7 +62,7 @@ async def create_user(request: Request, ctx: Context, _admin: Admin) -> JSONResp
         raise Conflict(
             f"user: {echo(data.user)} already exists in realm {echo(data.realm)}"
         ) from None
-    return ok(user.id, status_code=201)
+    return ok(user.id)
 
 
 @router.get("/")
@@ -70,10 +77,23 @@ async def list_users(
     if realm:
         query = query.where(User.realm == realm)
     if username:
-        query = query.where(User.username == username)
+        query = query.where(username_matches(username))
     async with ctx.db.read() as session:
         users = (await session.scalars(query)).all()
     return ok([user_view(u) for u in users])
+
+
+def like_pattern(wanted: str) -> str:
+    """A SQL LIKE pattern (escape ``\\``) for *wanted*, where only ``*`` is a wildcard."""
+    escaped = wanted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def username_matches(wanted: str) -> ColumnElement[bool]:
+    """Users named *wanted*; with ``*`` a case-insensitive wildcard search, as privacyIDEA's."""
+    if "*" not in wanted:
+        return User.username == wanted
+    return User.username.ilike(like_pattern(wanted), escape="\\")
 
 
 @router.delete("/{realm}/{username}")
