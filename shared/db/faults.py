@@ -47,6 +47,10 @@ def _database_down(error: BaseException) -> bool:
         return True
     if isinstance(error, OSError) and error.errno in _DOWN_ERRNOS:
         return True
+    # A connection lost while it was being made or used (asyncpg raises a bare one during
+    # its SSL negotiation with a server that is shutting down).
+    if isinstance(error, ConnectionError):
+        return True
     if type(error).__name__ == "ConnectionDoesNotExistError":  # asyncpg: closed mid-query
         return True
     sqlstate = getattr(error, "sqlstate", None)

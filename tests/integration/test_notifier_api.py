@@ -405,6 +405,8 @@ async def test_descriptions(admin: httpx.AsyncClient) -> None:
         "token_update",
         "token_revoke",
         "token_delete",
+        "token_disable",
+        "token_enable",
     ]
     assert value(await admin.get("/event/positions/UserNotification")) == ["post"]
     assert error(await admin.get("/event/actions/Nope"), 404).startswith("handlermodule:")

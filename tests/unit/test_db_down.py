@@ -26,6 +26,8 @@ from shared.messaging.topology import WORK_QUEUES
         asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle"),
         DBAPIError("SELECT 1", None, OSError(errno.ECONNREFUSED, "refused")),
+        ConnectionError("unexpected connection_lost() call"),
+        BrokenPipeError(errno.EPIPE, "Broken pipe"),
     ],
 )
 def test_a_database_going_away_is_an_outage(error: BaseException) -> None:
