@@ -12,11 +12,10 @@ from fastapi.responses import JSONResponse
 
 from services.api.admission import Admission
 from services.api.context import ApiContext
-from services.api.envelope import ok
 from services.api.errors import ApiError, Conflict, Gone, NotFound, ParameterError
 from services.api.policies import Action, EnrollRules, require_action
 from services.api.schemas import TokenInit
-from services.api.submission import enrolled_by, submit
+from services.api.submission import enrolled_by, init_answer, submit
 from shared.db.models import Token, TokenKey, utcnow
 from shared.domain import RolloutState
 from shared.echo import echo
@@ -109,7 +108,7 @@ async def genkey_init(
 
     detail, made = await submit(request, ctx, sign_request, admission=admission)
     if not made:
-        return ok(True, detail)
+        return init_answer(detail)
     detail["keytype"] = keytype
     if generated:
         # Returned this once; stored only sealed, and only until the PKCS#12 is built.
@@ -127,7 +126,7 @@ async def genkey_init(
             )
         else:
             detail["pkcs12"] = download["pkcs12"]
-    return ok(True, detail)
+    return init_answer(detail)
 
 
 async def download(ctx: ApiContext, caller: Identity, token: Token) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from cryptography import x509
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -15,6 +17,7 @@ from services.api import audit
 from services.api.admission import Admission
 from services.api.context import ApiContext
 from services.api.enrollment import EnrollIntent, SerialTaken
+from services.api.envelope import ok
 from services.api.idempotency import Replay
 from services.api.waiter import Expected, await_outcome, stored_detail
 from shared import identity
@@ -29,6 +32,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SERIAL_ATTEMPTS = 5
+
+
+def init_answer(detail: dict[str, Any]) -> JSONResponse:
+    """The answer of ``POST /token/init``; privacyIDEA's detail names the serving thread."""
+    return ok(True, {**detail, "threadid": threading.get_ident()})
 
 
 def enrolled_by(caller: Identity) -> str:

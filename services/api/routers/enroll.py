@@ -15,7 +15,6 @@ from services.api.admission import Admission
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
 from services.api.enrollment import Upload, check_attestation
-from services.api.envelope import ok
 from services.api.errors import Forbidden, ParameterError
 from services.api.genkey import genkey_init
 from services.api.idempotency import (
@@ -39,7 +38,7 @@ from services.api.policies import (
 )
 from services.api.ratelimit import Limited
 from services.api.schemas import TokenInit
-from services.api.submission import enrolled_by, submit, with_free_serial
+from services.api.submission import enrolled_by, init_answer, submit, with_free_serial
 from services.api.uploads import check_proof, uploaded_certificate
 from services.api.waiter import stored_detail
 from shared.db.models import OutboxMessage, User
@@ -73,7 +72,7 @@ async def init_token(
     earlier = await earlier_answer(ctx.db, claim)
     if earlier is not None:
         audit.note(request, serial=earlier["serial"])
-        return ok(True, earlier)
+        return init_answer(earlier)
     rules = await enroll_rules(ctx, caller, username, realm)
     await check_token_limits(ctx, rules, username, realm)
     admission = Admission(token_limit(rules, (username, realm)), claim)
@@ -113,7 +112,7 @@ async def init_token(
         return SignRequest(serial, username, realm, ca, template or "", request_pem, info=info)
 
     detail, _ = await submit(request, ctx, sign_request, csr, admission)
-    return ok(True, detail)
+    return init_answer(detail)
 
 
 class Mode(StrEnum):
@@ -169,12 +168,12 @@ async def _upload(
     serial, row = await with_free_serial(store)
     if isinstance(row, Replay):
         audit.note(request, serial=row.serial)
-        return ok(True, await stored_detail(ctx.db, row.serial))
+        return init_answer(await stored_detail(ctx.db, row.serial))
     audit.note(request, serial=serial)
     await ctx.relay.send([row])
     log.info("certificate uploaded", extra={"serial": serial})
     detail = {"serial": serial, "rollout_state": RolloutState.ENROLLED.value}
-    return ok(True, {**detail, "certificate": certificate})
+    return init_answer({**detail, "certificate": certificate})
 
 
 async def _owner(ctx: ApiContext, data: TokenInit, caller: Identity) -> tuple[str, str]:
