@@ -50,7 +50,7 @@ async def run_level(
                     async with client.post("/token/init", json=body) as answer:
                         payload = await answer.json()
                         status = answer.status
-                    detail = payload.get("detail", {})
+                    detail = payload.get("detail") or {}
                     ok = status == 200 and detail.get("rollout_state") == "enrolled"
                 except aiohttp.ClientError:
                     ok, detail = False, {}

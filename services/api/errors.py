@@ -8,8 +8,8 @@ class ApiError(Exception):
 
     status_code = 400
     code = 905
-    # privacyIDEA answers ``detail: null`` for what it refuses before a route runs.
-    detail_null = False
+    # privacyIDEA answers its refusals with ``detail: null`` (a wrong password at /auth aside).
+    detail_null = True
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -25,6 +25,7 @@ class AuthError(ApiError):
 
     status_code = 401
     code = 4031
+    detail_null = False
 
 
 class TokenError(AuthError):
