@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -41,6 +42,21 @@ def private_file(path: Path) -> Path:
 
 def write_private(path: Path, data: bytes) -> None:
     """Replace *path* with *data* atomically, as an owner-only file in an owner-only folder."""
+    _publish(path, data, os.replace)
+
+
+def create_private(path: Path, data: bytes) -> bool:
+    """Write *data* to *path* as :func:`write_private` does unless it exists; whether it did."""
+    try:
+        # link, not replace: of processes racing to create it, the first one's file stays.
+        _publish(path, data, os.link)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _publish(path: Path, data: bytes, put: Callable[[Path, Path], None]) -> None:
+    """Write *data* to a synced owner-only temporary file beside *path*, then *put* it there."""
     private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
@@ -49,11 +65,10 @@ def write_private(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:
+        put(temporary, path)
+    finally:
         with contextlib.suppress(OSError):
             temporary.unlink()
-        raise
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -9,9 +9,7 @@ dir (owner-only) unless ``CERTTOKEN_RESPONSE_SIGNING_KEY_FILE`` names one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.config import Settings
-from shared.files import FILE_MODE, private_dir, read_regular
+from shared.files import create_private, read_regular
 
 SCHEME = "rsa_sha256_pss"
 SIGNATURE_KEY = "signature"
@@ -107,24 +105,12 @@ def load_signer(path: Path) -> ResponseSigner:
 
 def _create_key(path: Path) -> bytes:
     """A new key written to *path*; the existing one when another process was first."""
-    private_dir(path.parent)
     pem = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # link, not replace: api processes sharing the data dir all end up with the first key.
-        os.link(temporary, path)
-    except FileExistsError:
-        return read_regular(path, _MAX_KEY_BYTES)
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-    return pem
+    # api processes sharing the data dir all end up with the first key.
+    if create_private(path, pem):
+        return pem
+    return read_regular(path, _MAX_KEY_BYTES)
