@@ -254,17 +254,9 @@ class Deployment:
         return create_async_engine(self.database_url, poolclass=pool.NullPool)
 
     async def scalar(self, sql: str, **params: Any) -> Any:
-        """One value of *sql*, waiting through a database restart."""
-        engine = self.engine()
-        try:
-            while True:
-                try:
-                    async with engine.connect() as conn:
-                        return (await conn.execute(text(sql), params)).scalar()
-                except _DB_DOWN:
-                    await asyncio.sleep(0.2)
-        finally:
-            await engine.dispose()
+        """One value of *sql* (the first column of its first row), waiting through a restart."""
+        found = await self.rows(sql, **params)
+        return found[0][0] if found else None
 
     async def rows(self, sql: str, **params: Any) -> list[Any]:
         """All rows of *sql*, waiting through a database restart."""
