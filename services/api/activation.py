@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.context import ApiContext
 from services.api.errors import Forbidden, NotFound, ParameterError, UnknownUser
 from services.api.jobs import SOURCE
 from services.api.login import split_login
 from services.api.policies import Action, require_action
+from services.api.policies.decisions import active_limit_problem, enroll_rules
 from services.api.schemas import REALM
+from services.api.token_counts import INACTIVE_STATES, held_tokens, lock_owners
 from services.api.tokens import require_transition, token_for
 from shared.db.models import OutboxMessage, Token, User
 from shared.domain import RolloutState
@@ -50,6 +53,10 @@ async def set_active(
     if is_active(state_of(token.rollout_state), token.info) == wanted:
         return token, False
     require_transition("serial", token.serial, token.rollout_state, trigger)
+    limit = None
+    if wanted:
+        rules = await enroll_rules(ctx, caller, token.username, token.realm)
+        limit = rules.max_active_token_per_user
     async with ctx.db.write() as session:
         # Locked against the ca_worker's writes of the same row (its outcome, a revocation).
         current = await session.get(Token, token.serial, with_for_update=True)
@@ -59,12 +66,24 @@ async def set_active(
         if is_active(state, current.info) == wanted:
             return current, False
         require_transition("serial", current.serial, current.rollout_state, trigger)
+        if limit is not None and current.rollout_state not in INACTIVE_STATES:
+            await _require_room(session, current, limit)
         moved = transition(state, trigger, current.info)
         current.info = moved.info
         row = _event(ctx, current, caller, moved.emit)
         await insert_outbox(session, [row])
     await ctx.relay.send([row])
     return current, True
+
+
+async def _require_room(session: AsyncSession, token: Token, limit: int) -> None:
+    """Forbidden when enabling *token* would give its owner more active tokens than *limit*."""
+    owner = (token.username, token.realm)
+    await lock_owners(session, [owner])
+    active = (await held_tokens(session, [owner]))[owner][1]
+    problem = active_limit_problem(limit, owner, active)
+    if problem:
+        raise Forbidden(problem)
 
 
 def _event(ctx: ApiContext, token: Token, caller: Identity, kind: str | None) -> OutboxMessage:

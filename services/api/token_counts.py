@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Token, User
 from shared.domain import RolloutState
+from shared.token_states import DISABLED
 
 Owner = tuple[str, str]
 """A token owner: login and realm."""
@@ -18,6 +19,9 @@ LimitCheck = Callable[[int, int], str | None]
 
 # Tokens in these states hold no usable certificate: they do not count as active.
 INACTIVE_STATES = (RolloutState.REVOKED, RolloutState.FAILED, RolloutState.DENIED)
+
+# A disabled token does not count as active either (privacyIDEA counts only active tokens).
+_ENABLED = func.coalesce(Token.info[DISABLED].as_boolean(), False).is_not(True)
 
 
 async def held_tokens(session: AsyncSession, owners: Iterable[Owner]) -> dict[Owner, list[int]]:
@@ -32,7 +36,7 @@ async def held_tokens(session: AsyncSession, owners: Iterable[Owner]) -> dict[Ow
             Token.username,
             Token.realm,
             func.count(),
-            func.count().filter(Token.rollout_state.not_in(inactive)),
+            func.count().filter(Token.rollout_state.not_in(inactive), _ENABLED),
         )
         .where(or_(*(and_(Token.username == u, Token.realm == r) for u, r in wanted)))
         .group_by(Token.username, Token.realm)

@@ -422,11 +422,25 @@ async def test_max_active_token_per_user(tmp_path: Path) -> None:
         )
         revoked = await client.post("/token/revoke", json={"serial": first})
         assert revoked.status_code == 200, revoked.text
-        _enrolled(await _init(client, ca="localca"))
+        second = _enrolled(await _init(client, ca="localca"))
         assert _refused(await _init(client, ca="localca"), 403).startswith(
             "max_active_token_per_user:"
         )
-        assert await _count(stack, Token) == 2
+        # A disabled token is not active (privacyIDEA): it frees a place, and enabling it
+        # again while another takes that place is refused, as privacyIDEA refuses it.
+        disabled = await client.post("/token/disable", json={"serial": second})
+        assert disabled.status_code == 200, disabled.text
+        third = _enrolled(await _init(client, ca="localca"))
+        enabled = await client.post("/token/enable", json={"serial": second})
+        assert enabled.status_code == 403, enabled.text
+        assert enabled.json()["result"]["error"]["code"] == 303
+        assert enabled.json()["result"]["error"]["message"] == (
+            "max_active_token_per_user: user alice@corp has 1 active tokens, the policy allows 1"
+        )
+        await client.post("/token/disable", json={"serial": third})
+        enabled = await client.post("/token/enable", json={"serial": second})
+        assert enabled.status_code == 200, enabled.text
+        assert await _count(stack, Token) == 3
 
 
 async def test_realm_user_matching_and_priority(tmp_path: Path) -> None:

@@ -151,10 +151,15 @@ def limit_problem(
     limit = rules.max_token_per_user
     if limit is not None and total >= limit:
         return f"{MAX_TOKEN}: user {who} has {total} tokens, the policy allows {limit}"
-    limit = rules.max_active_token_per_user
+    return active_limit_problem(rules.max_active_token_per_user, owner, active)
+
+
+def active_limit_problem(limit: int | None, owner: tuple[str, str], active: int) -> str | None:
+    """Why *owner*, holding *active* active tokens, may not have another active one."""
     if limit is not None and active >= limit:
         return (
-            f"{MAX_ACTIVE_TOKEN}: user {who} has {active} active tokens, the policy allows {limit}"
+            f"{MAX_ACTIVE_TOKEN}: user {owner[0]}@{owner[1]} has {active} active tokens, "
+            f"the policy allows {limit}"
         )
     return None
 
