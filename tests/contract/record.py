@@ -19,7 +19,7 @@ REFERENCE_ADMIN = ("admin", "test")
 
 def reference(url: str = REFERENCE_URL) -> Target:
     """The reference privacyIDEA."""
-    return Target(url, *REFERENCE_ADMIN)
+    return Target(url, *REFERENCE_ADMIN, system="privacyidea")
 
 
 async def record(url: str, names: list[str]) -> None:

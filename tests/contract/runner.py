@@ -22,6 +22,9 @@ DEFAULT_VALUES = ("result.status", "result.error.code")
 # The privacyIDEA reference's realm and users (../shared/tools/privacyidea/pi_setup.sh), which
 # certtoken's side creates before the cases run.
 REALM, USER, OTHER_USER, CA = "benchrealm", "bench000", "bench001", "localca"
+# The password a user logs in with: certtoken's stored one; on the reference, the PIN of a
+# spass token that a case's reference-only steps enroll (its users have no passwords).
+USER_PASSWORD = "contract-user-pass"
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Target:
     url: str
     username: str
     password: str
+    system: str = "certtoken"
     verify: Any = True
     variables: dict[str, str] = field(default_factory=dict)
 
@@ -47,7 +51,12 @@ async def add_reference_users(stack: Stack) -> None:
     """The reference's realm and users, as far as a case uses them."""
     async with stack.client(await stack.admin_token()) as client:
         for user in (USER, OTHER_USER):
-            body = {"user": user, "realm": REALM, "email": f"{user}@example.org"}
+            body = {
+                "user": user,
+                "realm": REALM,
+                "email": f"{user}@example.org",
+                "password": USER_PASSWORD,
+            }
             answer = await client.post("/user/", json=body)
             assert answer.status_code < 300, answer.text
 
@@ -80,11 +89,16 @@ def fresh_variables() -> dict[str, str]:
         "csr": make_csr(f"{USER}-{unique}"),
         "certificate": self_signed_pem(f"{USER}-{unique}"),
         "unique": unique,
+        "user_password": USER_PASSWORD,
     }
 
 
 async def run_case(target: Target, case: Mapping[str, Any]) -> Answer:
-    """Run *case* against *target*: its ``given`` steps, its ``request``, its ``cleanup``."""
+    """Run *case* against *target*: its ``given`` steps, its ``request``, its ``cleanup``.
+
+    A step with ``only`` runs only on that system (``privacyidea`` or ``certtoken``): the
+    set-up one of them needs for a request both answer alike.
+    """
     variables = {
         **fresh_variables(),
         "admin_user": target.username,
@@ -93,15 +107,20 @@ async def run_case(target: Target, case: Mapping[str, Any]) -> Answer:
     }
     async with httpx.AsyncClient(base_url=target.url, timeout=60, verify=target.verify) as client:
         token = await _login(client, target)
-        for step in case.get("given", []):
+        for step in _steps(case, "given", target):
             await _step(client, token, step, variables)
         try:
             response = await _send(client, token, case["request"], variables)
             _save(case["request"], response, variables)
             return Answer(response.status_code, _json(response))
         finally:
-            for step in case.get("cleanup", []):
+            for step in _steps(case, "cleanup", target):
                 await _send(client, token, step, variables)
+
+
+def _steps(case: Mapping[str, Any], part: str, target: Target) -> list[Mapping[str, Any]]:
+    """The *part* steps of *case* that run on *target*."""
+    return [step for step in case.get(part, []) if step.get("only", target.system) == target.system]
 
 
 def expectation(case: Mapping[str, Any], answer: Answer) -> dict[str, Any]:
