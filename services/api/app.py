@@ -28,6 +28,7 @@ from services.api.routers import (
     auth,
     ca,
     caconnector,
+    certificate,
     enroll,
     events,
     pkcs12,
@@ -40,6 +41,7 @@ from services.api.routers import (
     users,
 )
 from services.api.signing import SigningMiddleware, signer_for
+from services.api.ui import mount_ui
 from services.api.waiter import OutcomeWaiter
 from shared.config import Settings
 from shared.db.faults import storage_outage
@@ -117,6 +119,7 @@ def create_app(
     app.router.routes.extend(health_routes(readiness))
     for module in (
         auth,
+        certificate,
         users,
         realms,
         caconnector,
@@ -132,6 +135,7 @@ def create_app(
         signature,
     ):
         app.include_router(module.router)
+    mount_ui(app)
     _install_error_handlers(app)
     app.add_exception_handler(TooManyRequests, too_many_requests)
     app.add_middleware(TextGuard)  # inside the audit: refusals are recorded too

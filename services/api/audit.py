@@ -16,6 +16,7 @@ from sqlalchemy import insert
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.ui import PREFIX as UI_PREFIX
 from shared.batching import Batcher
 from shared.db.models import AuditEntry, utcnow
 from shared.db.session import Database
@@ -174,6 +175,11 @@ class AuditLog:
         return [None] * len(records)
 
 
+def _unaudited(path: str) -> bool:
+    """Probes and the UI's static files: no call of the API."""
+    return path in UNAUDITED or path == "/" or path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+
+
 class AuditMiddleware:
     """Records every HTTP call except probes; keeps only an error answer's message."""
 
@@ -181,7 +187,7 @@ class AuditMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNAUDITED:
+        if scope["type"] != "http" or _unaudited(scope["path"]):
             await self.app(scope, receive, send)
             return
         started = utcnow()
