@@ -23,6 +23,8 @@ from shared.messaging.topology import QUEUES_BY_SERVICE
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 DEFAULT_CA = "localca"
+FIRST_ADMIN = "admin"
+FIRST_ADMIN_PASSWORD_FILE = "initial-admin-password"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,6 +285,8 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         if not has_ca:
             await create_local_ca(settings, db, DEFAULT_CA)
             print(f"created a local CA connector {DEFAULT_CA!r}", file=sys.stderr)
+        await _first_admin(settings, db)
+        print(f"web UI: http://{args.host}:{args.port}/ui/", file=sys.stderr)
         broker = broker_for(settings)
         app = create_app(settings, broker, manage_broker=False, db=db)
         components: list[Component] = [
@@ -293,6 +297,34 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             app, args.host, args.port, settings.trusted_proxies, api_drain_seconds(settings)
         )
         await serve(components, [server], broker)
+
+
+async def _first_admin(settings: Settings, db: Database) -> None:
+    """On a first start with no administrator, make one whose password only the data dir holds.
+
+    The password goes to an owner-only file, never to the terminal or a log.
+    """
+    import secrets
+
+    from shared.db.models import Admin
+    from shared.files import create_private
+    from shared.security import hash_password
+
+    async with db.read() as session:
+        if await session.scalar(select(Admin.name).limit(1)):
+            return
+    password = secrets.token_urlsafe(18)
+    path = settings.data_dir / FIRST_ADMIN_PASSWORD_FILE
+    if not create_private(path, password.encode() + b"\n"):
+        password = path.read_text().strip()
+    hashed = await asyncio.to_thread(hash_password, password)
+    async with db.write() as session:
+        session.add(Admin(name=FIRST_ADMIN, password_hash=hashed, email=""))
+    print(
+        f"created administrator {FIRST_ADMIN!r}; its password is in {path} "
+        f"(certtoken admin add/delete to replace it)",
+        file=sys.stderr,
+    )
 
 
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> None:

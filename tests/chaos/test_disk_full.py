@@ -222,11 +222,12 @@ def test_disk_full_then_freed(
             CERTTOKEN_INIT_WAIT_SECONDS="0",
             CERTTOKEN_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
         )
+        # Before the first start, which would otherwise make an "admin" of its own.
+        added = procs.cli("admin", "add", ADMIN["username"], "-p", ADMIN["password"])
+        assert added.returncode == 0, added.stderr
         url = start_embedded(procs)
         try:
             procs.wait_http("run", f"{url}/readyz", timeout=60)
-            added = procs.cli("admin", "add", ADMIN["username"], "-p", ADMIN["password"])
-            assert added.returncode == 0, added.stderr
             load, drain, after = asyncio.run(drill(url, drill_size, data / "ballast", database))
             alive = procs.running["run"].poll() is None
         finally:

@@ -36,10 +36,17 @@ def test_first_enrollment_on_the_embedded_system(tmp_path: Path, amqp: str) -> N
         again = procs.cli("ca", "create", "myca")
         assert again.returncode == 1
         assert "exists" in again.stderr
-        added = procs.cli("admin", "add", "admin", "-p", "admin-password-1")
+        # The first start made an administrator whose password only the data dir holds.
+        first = tmp_path / "data" / "initial-admin-password"
+        assert first.stat().st_mode & 0o077 == 0
+        password = first.read_text().strip()
+        assert password not in procs.log("run")
+        page = httpx.get(f"{url}/ui/")
+        assert page.status_code == 200 and "certtoken" in page.text
+        added = procs.cli("admin", "add", "ops", "-p", "ops-password-1")
         assert added.returncode == 0, added.stderr
 
-        auth = httpx.post(f"{url}/auth", json={"username": "admin", "password": "admin-password-1"})
+        auth = httpx.post(f"{url}/auth", json={"username": "admin", "password": password})
         assert auth.status_code == 200, auth.text
         assert auth.json()["result"]["value"]["role"] == "admin"
         headers = {"Authorization": auth.json()["result"]["value"]["token"]}
