@@ -55,7 +55,13 @@ def _timestamp(moment: datetime) -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
-def token_view(token: Token, user_id: int | None, *, admin: bool = False) -> dict[str, Any]:
+HELD_BY = "held_by"
+"""The extra info key of a pending token: who holds its request (``certtoken`` or ``ca``)."""
+
+
+def token_view(
+    token: Token, user_id: int | None, *, admin: bool = False, held_by: str | None = None
+) -> dict[str, Any]:
     """*token* with every key privacyIDEA lists; *user_id* is its owner's id when known."""
     revoked = token.rollout_state == RolloutState.REVOKED
     created = _timestamp(token.created_at)
@@ -69,6 +75,8 @@ def token_view(token: Token, user_id: int | None, *, admin: bool = False) -> dic
         info["certificate"] = token.certificate
     if token.request:
         info["request"] = token.request
+    if held_by:
+        info[HELD_BY] = held_by
     info.setdefault("creation_date", created)
     info.setdefault("tokenkind", TOKENKIND)
     if token.username:

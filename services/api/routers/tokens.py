@@ -16,6 +16,7 @@ from services.api.context import ApiContext
 from services.api.envelope import ok
 from services.api.errors import Forbidden
 from services.api.genkey import listed_pkcs12
+from services.api.held_requests import held_by
 from services.api.jobs import job_row
 from services.api.params import Page, PageSize, body_doc, parse
 from services.api.policies import Action, require_action
@@ -45,10 +46,17 @@ async def list_tokens(
     rollout_state: RolloutState | None = None,
     page: Page = 1,
     pagesize: PageSize = 15,
+    offer_pkcs12: bool = Query(
+        default=True,
+        alias="pkcs12",
+        description="false: never offer info.pkcs12, so that looking counts no download",
+    ),
 ) -> JSONResponse:
     """Tokens matching the filters, a page at a time; users see only their own.
 
-    One token asked for by serial offers its PKCS#12 (``info.pkcs12``) as a download would.
+    One token asked for by serial offers its PKCS#12 (``info.pkcs12``) as a download would
+    (not with ``pkcs12=false``). A pending token's ``info.held_by`` says who holds it:
+    ``certtoken`` (awaiting a CA manager's approval) or ``ca`` (the CA itself decides).
     """
     query = select(Token)
     if caller.role == "user":
@@ -77,9 +85,13 @@ async def list_tokens(
                 .limit(pagesize)
             )
         ).all()
+        holders = await held_by(session, [token for token, _ in rows])
     admin = caller.role == "admin"
-    tokens = [token_view(token, user_id, admin=admin) for token, user_id in rows]
-    if serial and len(rows) == 1:
+    tokens = [
+        token_view(token, user_id, admin=admin, held_by=holders.get(token.serial))
+        for token, user_id in rows
+    ]
+    if serial and len(rows) == 1 and offer_pkcs12:
         pkcs12 = await listed_pkcs12(ctx, caller, rows[0][0])
         if pkcs12 is not None:
             with_pkcs12(tokens[0], pkcs12)
