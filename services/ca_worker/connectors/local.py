@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -23,16 +22,16 @@ from services.ca_worker.connectors.base import (
     SignResult,
     Template,
 )
+from services.ca_worker.keystores import CAKey, load_ca_key, signature_hash
+from services.ca_worker.keystores.file import option_path, read_file
 from shared.identity import Decision, Owner, Refused, decide
 from shared.pki import (
     CSRError,
-    PrivateKey,
     cert_pem,
     key_info,
     load_certificate,
     parse_csr,
     serial_hex,
-    signature_hash_for,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -67,16 +66,16 @@ _FORBIDDEN_EKUS = frozenset(
 
 
 class LocalConnector(Connector):
-    """Signs with a CA key held in memory, decrypted once at load."""
+    """Signs through its key store (an encrypted file decrypted once at load, or a token)."""
 
     type: ClassVar[str] = "local"
 
-    def __init__(self, name: str, key: PrivateKey, cert: x509.Certificate) -> None:
+    def __init__(self, name: str, key: CAKey, cert: x509.Certificate) -> None:
         self.name = name
         self._key = key
         self._cert = cert
         self._cert_pem = cert_pem(cert)
-        self._hash = signature_hash_for(key)
+        self._hash = signature_hash(key.public_key())
         self._aki = _authority_key_identifier(cert, key)
 
     @classmethod
@@ -84,15 +83,14 @@ class LocalConnector(Connector):
         cls, name: str, options: Mapping[str, Any], data_dir: Path, passphrase: bytes
     ) -> LocalConnector:
         """Read and decrypt the CA named *name* as configured by *options*."""
-        if not passphrase:
-            raise PermanentCAError(f"CA connector {name!r}: no CA passphrase is configured")
-        key_path = _option_path(name, options, "cakey", data_dir)
-        cert_path = _option_path(name, options, "cacert", data_dir)
-        key = _load_key(name, _read(name, key_path), key_path, passphrase)
+        cert_path = option_path(name, options, "cacert", data_dir)
+        key = load_ca_key(name, options, data_dir, passphrase)
         try:
-            cert = load_certificate(_read(name, cert_path))
+            cert = load_certificate(read_file(name, cert_path))
         except ValueError as exc:
             raise PermanentCAError(f"CA connector {name!r}: {cert_path}: {exc}") from None
+        if not isinstance(key.public_key(), rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise PermanentCAError(f"CA connector {name!r}: the CA key must be RSA or EC")
         if cert.public_key() != key.public_key():
             raise PermanentCAError(f"CA connector {name!r}: the CA key does not match cacert")
         try:
@@ -121,12 +119,8 @@ class LocalConnector(Connector):
 
     def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> bytes:
         """Sign a CRL the caller built (issuer and AKI are set here); DER."""
-        crl = (
-            builder.issuer_name(self._cert.subject)
-            .add_extension(self._aki, critical=False)
-            .sign(self._key, self._hash)
-        )
-        return crl.public_bytes(serialization.Encoding.DER)
+        crl = builder.issuer_name(self._cert.subject).add_extension(self._aki, critical=False)
+        return self._key.sign_crl(crl, self._hash).public_bytes(serialization.Encoding.DER)
 
     def issue_responder(
         self, key: ec.EllipticCurvePublicKey, not_before: datetime, not_after: datetime
@@ -135,7 +129,7 @@ class LocalConnector(Connector):
         subject = x509.Name(
             [x509.NameAttribute(NameOID.COMMON_NAME, f"{self.name} OCSP responder")]
         )
-        return (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self._cert.subject)
@@ -164,8 +158,8 @@ class LocalConnector(Connector):
             .add_extension(x509.OCSPNoCheck(), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
             .add_extension(self._aki, critical=False)
-            .sign(self._key, self._hash)
         )
+        return self._key.sign_certificate(builder, self._hash)
 
     def _sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         """Validate the template and the request, then issue."""
@@ -210,7 +204,7 @@ class LocalConnector(Connector):
         san = decision.san_extension
         if san is not None:
             builder = builder.add_extension(san, critical=False)
-        cert = builder.sign(self._key, self._hash)
+        cert = self._key.sign_certificate(builder, self._hash)
         return Issued(
             certificate=cert_pem(cert),
             serial_number=serial_hex(cert.serial_number),
@@ -233,53 +227,15 @@ class LocalConnector(Connector):
         return not_before, not_after
 
 
-def _option_path(name: str, options: Mapping[str, Any], option: str, data_dir: Path) -> Path:
-    """The file an option names, relative to *data_dir* unless absolute."""
-    value = options.get(option)
-    if not isinstance(value, str) or not value:
-        raise PermanentCAError(f"CA connector {name!r}: option {option!r} is required")
-    return data_dir / value
-
-
-def _read(name: str, path: Path) -> bytes:
-    """The bytes of a CA file, or PermanentCAError."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise PermanentCAError(
-            f"CA connector {name!r}: cannot read {path}: {exc.strerror}"
-        ) from None
-
-
-def _load_key(name: str, data: bytes, path: Path, passphrase: bytes) -> PrivateKey:
-    """Decrypt the CA key; errors never repeat the passphrase."""
-    try:
-        key = serialization.load_pem_private_key(data, password=passphrase)
-    except TypeError:
-        raise PermanentCAError(
-            f"CA connector {name!r}: the CA key {path} is not encrypted; CA keys must be "
-            "encrypted at rest"
-        ) from None
-    except ValueError:
-        raise PermanentCAError(
-            f"CA connector {name!r}: cannot decrypt the CA key {path} "
-            "(wrong CA passphrase, or not a PEM private key)"
-        ) from None
-    except UnsupportedAlgorithm:
-        raise PermanentCAError(f"CA connector {name!r}: unsupported CA key type") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise PermanentCAError(f"CA connector {name!r}: the CA key must be RSA or EC")
-    return key
-
-
-def _authority_key_identifier(
-    cert: x509.Certificate, key: PrivateKey
-) -> x509.AuthorityKeyIdentifier:
+def _authority_key_identifier(cert: x509.Certificate, key: CAKey) -> x509.AuthorityKeyIdentifier:
     """The AKI of certificates this CA issues: the CA's own SKI."""
     try:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+        public_key = key.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise PermanentCAError("the CA key must be RSA or EC") from None
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
