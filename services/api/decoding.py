@@ -52,7 +52,8 @@ def decode(body: DecodeBody) -> dict[str, Any]:
         try:
             return {"kind": "csr", **csr_summary(parse_csr(body.csr))}
         except CSRError as exc:
-            raise ParameterError(f"csr: {exc}") from None
+            # CSRError names /token/init's field ("request: ..."); here the field is csr.
+            raise ParameterError(f"csr: {str(exc).partition(': ')[2]}") from None
     try:
         cert = load_certificate(body.certificate or "")
     except ValueError as exc:
