@@ -1,0 +1,1 @@
+"""Browser tests of the web UI (marker browser): Playwright driving Debian's chromium."""
