@@ -8,6 +8,7 @@ from functools import cached_property
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +85,9 @@ class Settings(BaseSettings):
     rate_limit_flush_seconds: float = Field(default=0.5, gt=0, le=10)
     # Peers whose X-Forwarded-For names the client (IPs or CIDRs); none by default.
     trusted_proxies: list[str] = Field(default=[])
+    # Where relying parties reach this api (e.g. https://pki.example.org): certificates of local
+    # CAs then name its CRL, OCSP and CA certificate URLs. Empty: they name none.
+    public_url: str = ""
 
     @field_validator("amqp_url", "database_url")
     @classmethod
@@ -105,6 +109,11 @@ class Settings(BaseSettings):
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:
         return [str(ip_network(entry.strip(), strict=False)) for entry in value]
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return public_base_url(value)
 
     @field_validator("retry_delays_ms")
     @classmethod
@@ -164,3 +173,20 @@ def _read_or_create_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
     return value
+
+
+def public_base_url(text: str) -> str:
+    """An http(s) base URL without query or fragment, without a trailing slash; "" stays off."""
+    value = text.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("public_url: must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValueError("public_url: must have no query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("public_url: must not hold a user name or password")
+    if not value.isascii() or any(c.isspace() for c in value):
+        raise ValueError("public_url: must be ASCII without spaces (certificates carry it)")
+    return value.rstrip("/")
