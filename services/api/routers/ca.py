@@ -46,8 +46,9 @@ class DenyBody(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
-def request_view(row: CARequest) -> dict[str, Any]:
-    """A held request with its decoded CSR."""
+def request_view(row: CARequest, token_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A held request with its decoded CSR and what its token says of the key's attestation."""
+    info = token_info or {}
     try:
         csr: dict[str, Any] = dict(csr_summary(parse_csr(row.csr)))
     except CSRError as exc:
@@ -67,6 +68,9 @@ def request_view(row: CARequest) -> dict[str, Any]:
         "decided_by": row.decided_by,
         "reason": row.reason,
         "csr": csr,
+        "attestation_verified": bool(info.get("attestation_verified", False)),
+        "attestation_subject": str(info.get("attestation_subject", "")),
+        "attestation_issuer": str(info.get("attestation_issuer", "")),
     }
 
 
@@ -85,7 +89,15 @@ async def list_requests(
         if status:
             query = query.where(CARequest.status == status)
         rows = (await session.scalars(query.order_by(CARequest.created_at))).all()
-    return ok({"requests": [request_view(r) for r in rows], "count": len(rows)})
+        serials = [row.token_serial for row in rows]
+        infos: dict[str, dict[str, Any]] = {}
+        if serials:
+            found = await session.execute(
+                select(Token.serial, Token.info).where(Token.serial.in_(serials))
+            )
+            infos = {serial: dict(info or {}) for serial, info in found}
+    views = [request_view(row, infos.get(row.token_serial)) for row in rows]
+    return ok({"requests": views, "count": len(rows)})
 
 
 @router.post("/{name}/requests/{request_id}/approve")

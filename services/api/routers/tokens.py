@@ -44,6 +44,8 @@ async def list_tokens(
     user: str | None = Query(default=None, max_length=120),
     realm: str | None = Query(default=None, pattern=REALM),
     rollout_state: RolloutState | None = None,
+    ca: str | None = Query(default=None, max_length=120),
+    certtoken_state: RolloutState | None = None,
     page: Page = 1,
     pagesize: PageSize = 15,
     offer_pkcs12: bool = Query(
@@ -57,6 +59,7 @@ async def list_tokens(
     One token asked for by serial offers its PKCS#12 (``info.pkcs12``) as a download would
     (not with ``pkcs12=false``). A pending token's ``info.held_by`` says who holds it:
     ``certtoken`` (awaiting a CA manager's approval) or ``ca`` (the CA itself decides).
+    ``ca`` and ``certtoken_state`` (the stored state, ``revoked`` apart) are certtoken's own.
     """
     query = select(Token)
     if caller.role == "user":
@@ -73,6 +76,10 @@ async def list_tokens(
         query = query.where(Token.realm == realm)
     if rollout_state:
         query = query.where(Token.rollout_state.in_(stored_states(rollout_state)))
+    if certtoken_state:
+        query = query.where(Token.rollout_state == certtoken_state.value)
+    if ca:
+        query = query.where(Token.ca == ca)
     owner = (User.realm == Token.realm) & (User.username == Token.username)
     async with ctx.db.read() as session:
         count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
