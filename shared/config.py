@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.attestation import AttestationMode
 from shared.ca_hosts import DEFAULT_ALLOWED, allowed_entry
 from shared.files import private_dir
+from shared.keyring import read_keyring
 
 
 class Settings(BaseSettings):
@@ -129,14 +130,26 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'certtoken.db').resolve()}"
 
-    @cached_property
+    @property
     def resolved_secret_key(self) -> str:
-        """The signing and encryption secret; generated once and kept in the data dir."""
+        """The signing and encryption keyring (shared.keyring); made once in the data dir.
+
+        Read again whenever its file changes, so a ``secrets rotate`` reaches running services.
+        """
         if self.secret_key:
             return self.secret_key
-        if self.secret_key_file is not None:
-            return self.secret_key_file.read_text().strip()
-        return _read_or_create_secret(self.data_dir / "secret_key")
+        path = self.secret_key_path
+        assert path is not None
+        if self.secret_key_file is None and not path.exists():
+            _read_or_create_secret(path)
+        return read_keyring(path).strip()
+
+    @property
+    def secret_key_path(self) -> Path | None:
+        """The file of the keyring; None when CERTTOKEN_SECRET_KEY gives the key itself."""
+        if self.secret_key:
+            return None
+        return self.secret_key_file or self.data_dir / "secret_key"
 
     @cached_property
     def resolved_ca_passphrase(self) -> bytes:

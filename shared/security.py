@@ -7,10 +7,13 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
 from cryptography.fernet import Fernet, InvalidToken
+
+from shared.keyring import current_key, keys_of
 
 _SCRYPT_N = 2**14
 _SCRYPT_R = 8
@@ -102,23 +105,52 @@ def read_token(token: str, secret: str) -> Identity:
 
 
 def _jwt_key(secret: str) -> bytes:
-    return hashlib.sha256(b"certtoken-jwt\0" + secret.encode()).digest()
+    return hashlib.sha256(b"certtoken-jwt\0" + current_key(secret).encode()).digest()
 
 
 class SecretBox:
-    """Encrypts secrets stored in the database (connector passwords, generated keys)."""
+    """Encrypts secrets stored in the database (connector passwords, generated keys).
 
-    def __init__(self, secret: str) -> None:
-        key = hashlib.sha256(b"certtoken-secretbox\0" + secret.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+    Its secret is a keyring (shared.keyring): the current key seals, every key opens. Given a
+    function instead of the text, it asks it before each use, so a long-lived box follows the
+    keyring file through a ``secrets rotate``.
+    """
+
+    def __init__(self, secret: str | Callable[[], str]) -> None:
+        self._source = secret if callable(secret) else (lambda: secret)
+        self._text: str | None = None
+        self._fernets: list[Fernet] = []
+
+    def _ring(self) -> list[Fernet]:
+        text = self._source()
+        if text != self._text:
+            self._fernets = [_fernet(key) for key in keys_of(text)]
+            self._text = text
+        return self._fernets
 
     def seal(self, plaintext: bytes) -> str:
-        """Encrypt and authenticate *plaintext*."""
-        return self._fernet.encrypt(plaintext).decode()
+        """Encrypt and authenticate *plaintext* under the current key."""
+        return self._ring()[0].encrypt(plaintext).decode()
 
     def open(self, sealed: str) -> bytes:
-        """Decrypt what :meth:`seal` made; raise ValueError if it was altered."""
+        """Decrypt what :meth:`seal` made with any key of the ring; ValueError if altered."""
+        token = sealed.encode()
+        for fernet in self._ring():
+            try:
+                return fernet.decrypt(token)
+            except InvalidToken:
+                continue
+        raise ValueError("sealed secret does not verify")
+
+    def is_current(self, sealed: str) -> bool:
+        """Whether *sealed* opens with the current key (a rotation has nothing to do for it)."""
         try:
-            return self._fernet.decrypt(sealed.encode())
-        except InvalidToken as exc:
-            raise ValueError("sealed secret does not verify") from exc
+            self._ring()[0].decrypt(sealed.encode())
+        except InvalidToken:
+            return False
+        return True
+
+
+def _fernet(key: str) -> Fernet:
+    digest = hashlib.sha256(b"certtoken-secretbox\0" + key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))

@@ -50,7 +50,7 @@ class CAWorker:
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.outbox_lease_seconds,
         )
-        box = SecretBox(settings.resolved_secret_key)
+        box = SecretBox(lambda: settings.resolved_secret_key)
         self.registry = ConnectorRegistry(
             db,
             settings.data_dir,

@@ -28,7 +28,7 @@ class Notifier:
             db,
             DeliveryBook(db),
             self.transports,
-            ConfigCache(db, SecretBox(settings.resolved_secret_key)),
+            ConfigCache(db, SecretBox(lambda: settings.resolved_secret_key)),
             max_attempts=settings.max_attempts,
             claim_margin=settings.notifier_claim_margin_seconds,
             default_sender=settings.mail_sender,

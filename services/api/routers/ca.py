@@ -228,7 +228,8 @@ async def ocsp_get(name: str, encoded: str, request: Request, ctx: Context) -> R
 async def _ocsp(request: Request, ctx: ApiContext, name: str, der: bytes) -> Response:
     responder: OCSPResponder | None = getattr(request.app.state, "ocsp", None)
     if responder is None:
-        responder = OCSPResponder(ctx.db, SecretBox(ctx.settings.resolved_secret_key))
+        settings = ctx.settings
+        responder = OCSPResponder(ctx.db, SecretBox(lambda: settings.resolved_secret_key))
         request.app.state.ocsp = responder
     answer = await responder.respond(name, der)
     return Response(answer, media_type=OCSP_RESPONSE)
