@@ -21,7 +21,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY shared ./shared
 COPY services ./services
 # Pinned by the same constraints file as development and CI; the sources are not kept.
-RUN pip install -c constraints.txt . \
+RUN pip install -c constraints.txt ".[hsm]" \
     && cd / && rm -rf /src
 
 WORKDIR /data
