@@ -1,0 +1,1 @@
+"""Operator tasks on a whole installation: backup, restore and secret-key rotation."""
