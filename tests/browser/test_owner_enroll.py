@@ -67,6 +67,8 @@ def test_a_user_enrolls_a_request_seen_decoded_first(ui: Ui) -> None:
     page.locator(".outcome a[href^='#/token/']").click()
     expect(page.locator("main h1")).to_have_text(f"Certificate {serial}")
     expect(page.locator("main")).to_contain_text("SHA-256 fingerprint")
+    # No user policy grants alice revoke: the details page offers none (the API decides anyway).
+    expect(page.get_by_role("button", name="Revoke…")).to_have_count(0)
     page.get_by_role("link", name="My certificates").click()
     row = page.locator(f"#certificates-table tr[data-serial='{serial}']")
     expect(row.locator(".badge")).to_have_text("enrolled")
@@ -127,7 +129,10 @@ def test_a_generated_key_comes_as_a_pkcs12_file_with_its_password(ui: Ui, tmp_pa
     serial = outcome_serial(page)
     password = (page.locator(".outcome .secret").text_content() or "").strip()
     assert len(password) >= 16
-    expect(page.get_by_role("button", name="Copy pkcs#12 password")).to_be_visible()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy the password").click()
+    expect(page.locator("#notice")).to_have_text("PKCS#12 password copied.")
+    assert page.evaluate("() => navigator.clipboard.readText()") == password
     shot(page, "genkey-enrolled")
     assert_accessible(page)
 

@@ -182,10 +182,10 @@ export async function outcomeNode(detail, extra = null) {
 }
 
 /** A secret shown once, with a copy button (a selection to copy by hand where not allowed). */
-export function secretWithCopy(label, text, announce) {
+export function secretWithCopy(label, text, announce, copyLabel = "Copy") {
   const id = newId("secret");
   const value = h("code", { class: "secret", id }, text);
-  const button = h("button", { type: "button", class: "secondary" }, `Copy ${label.toLowerCase()}`);
+  const button = h("button", { type: "button", class: "secondary" }, copyLabel);
   button.addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(text);

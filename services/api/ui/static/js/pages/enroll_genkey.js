@@ -44,7 +44,8 @@ function downloadPart(detail, announce) {
 function passwordPart(detail, pinGiven, announce) {
   if (detail.pkcs12_password) {
     return h("div", { class: "once" },
-      secretWithCopy("PKCS#12 password", detail.pkcs12_password, announce),
+      secretWithCopy("PKCS#12 password", detail.pkcs12_password, announce,
+        "Copy the password"),
       h("p", { class: "hint" },
         "Shown only now: keep it with the file. certtoken cannot show it again."));
   }
