@@ -188,3 +188,33 @@ def test_a_user_cannot_open_another_users_token(ui: Ui) -> None:
     expect(main).not_to_contain_text("bob")
     shot(page, "refused")
     assert_accessible(page)
+
+
+def test_the_browser_enforces_the_csp_and_the_harness_reports_it(ui: Ui) -> None:
+    page = ui.new_page()
+    login_form_shown(page)
+    # What an injection would add: an inline script, an inline style, an inline handler.
+    page.evaluate(
+        """() => {
+          const script = document.createElement("script");
+          script.textContent = "window.injected = true";
+          document.body.append(script);
+          const heading = document.querySelector("main h1");
+          heading.setAttribute("style", "color: rgb(255, 0, 0)");
+          const image = document.createElement("img");
+          image.setAttribute("src", "data:,");
+          image.setAttribute("onerror", "window.handled = true");
+          document.body.append(image);
+        }"""
+    )
+    expect(page.locator("main h1")).not_to_have_css("color", "rgb(255, 0, 0)")
+    assert page.evaluate("() => [window.injected, window.handled]") == [None, None]
+    reported: list[str] = []
+    deadline = time.monotonic() + 10
+    while len([p for p in reported if "CSP violation" in p]) < 3:
+        assert time.monotonic() < deadline, f"violations not all reported: {reported}"
+        page.wait_for_timeout(100)
+        reported += ui.take_problems()
+    directives = " ".join(reported)
+    for directive in ("script-src-elem", "style-src-attr", "script-src-attr"):
+        assert directive in directives, reported

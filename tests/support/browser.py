@@ -238,6 +238,13 @@ class Ui:
         """Everything the watched pages reported so far."""
         return [f"{w.name}: {p}" for w in self._watches for p in w.problems]
 
+    def take_problems(self) -> list[str]:
+        """What the pages reported so far, forgotten (for a test that provokes them)."""
+        found = self.problems()
+        for watch in self._watches:
+            watch.problems.clear()
+        return found
+
     def close(self) -> None:
         """Close this test's pages."""
         for context in self._contexts:
