@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from shared.db.models import TokenKey
+from shared.db.models import CARequest, TokenKey
 from tests.support.pki import make_csr
 from tests.support.stack import Stack
 
@@ -48,6 +48,32 @@ async def test_pending_tokens_say_who_holds_them(memory_stack: Stack) -> None:
         assert approved.status_code == 200, approved.text
         after = await _listed(client, held["serial"])
         assert after["certtoken_state"] == "enrolled" and "held_by" not in after["info"]
+
+
+async def test_a_request_the_ca_holds_is_held_by_the_ca(memory_stack: Stack) -> None:
+    stack = memory_stack
+    async with stack.client(await stack.admin_token()) as client:
+        assert (await client.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
+        made = await client.post(
+            "/caconnector/localca/templates/held", json={"approval": "required"}
+        )
+        assert made.status_code == 200, made.text
+        held = await _init(client, request=make_csr("alice"), template="held")
+        serial, request_id = held["serial"], held["request_id"]
+        # Approved and not yet at the CA: the CA decides next.
+        async with stack.db.write() as session:
+            await session.execute(
+                update(CARequest).where(CARequest.id == request_id).values(decision="approve")
+            )
+        assert (await _listed(client, serial))["info"]["held_by"] == "ca"
+        # Handed over to the CA (what the ca_worker does when the CA answers "pending").
+        async with stack.db.write() as session:
+            await session.execute(
+                update(CARequest)
+                .where(CARequest.id == request_id)
+                .values(decision=None, kind="ca", remote_id="remote-1")
+            )
+        assert (await _listed(client, serial))["info"]["held_by"] == "ca"
 
 
 async def test_a_token_by_serial_without_its_pkcs12_counts_no_download(

@@ -140,7 +140,7 @@ export function certificateFacts(decoded, when) {
     ["Serial number", decoded.serial],
     ["SHA-256 fingerprint", decoded.sha256_fingerprint],
     ["Key", keyText(decoded)],
-    ["Key usage", decoded.key_usage || []],
+    ["Key usage", (decoded.key_usage || []).map((usage) => usage.replace(/_/g, " "))],
     ["Extended key usage", decoded.extended_key_usage || []],
     ["CA certificate", decoded.is_ca ? "yes" : ""],
   ]);
