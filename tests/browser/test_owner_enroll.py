@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from playwright.sync_api import Page, expect
 
 from tests.support.browser import PHONE, Ui, assert_accessible, shot
@@ -110,6 +112,18 @@ def test_a_garbage_request_is_refused_next_to_its_field(ui: Ui) -> None:
     expect(page.get_by_role("button", name="Send the request")).to_be_disabled()
     shot(page, "refused")
     assert_accessible(page)
+
+    # A DER file is read as the request: the refusal goes, what it says is shown.
+    der = x509.load_pem_x509_csr(make_csr("alice-der").encode()).public_bytes(Encoding.DER)
+    page.get_by_label("…or choose the request file (PEM or DER)").set_input_files(
+        files=[{"name": "alice.der", "mimeType": "application/octet-stream", "buffer": der}]
+    )
+    expect(page.locator(".review")).to_contain_text("CN=alice-der")
+    expect(field.locator(".field-error")).to_be_hidden()
+    expect(page.get_by_label("Certificate request (PEM)")).to_have_value(
+        re.compile("^-----BEGIN CERTIFICATE REQUEST-----")
+    )
+    expect(page.get_by_role("button", name="Send the request")).to_be_enabled()
 
 
 def test_a_generated_key_comes_as_a_pkcs12_file_with_its_password(ui: Ui, tmp_path: Path) -> None:
