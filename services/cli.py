@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -70,14 +71,60 @@ def build_parser() -> argparse.ArgumentParser:
     create = ca_sub.add_parser(
         "create",
         help="create a local CA and register it as a CA connector of type 'local'",
-        description="Create a self-signed root CA; its private key is stored encrypted "
-        "under CERTTOKEN_DATA_DIR. An existing NAME is an error, never an overwrite.",
+        description="Create a self-signed root CA, or with --csr-out a CA under the "
+        "organisation's root: its key and a CSR for the root to sign (then `ca install`). "
+        "A file key is stored encrypted under CERTTOKEN_DATA_DIR; a PKCS#11 key stays in its "
+        "token. An existing NAME is an error, never an overwrite.",
     )
     create.add_argument("name", help="connector name, e.g. localca")
     create.add_argument("--subject", help='CA subject, e.g. "/CN=Example CA/O=Example"')
     create.add_argument("--key-type", choices=KEY_TYPES, default="ec-p256")
     create.add_argument("--days", type=_positive_int, default=3650, help="validity in days")
-    ca_sub.add_parser("list", help="list CA connectors")
+    create.add_argument(
+        "--csr-out",
+        metavar="FILE",
+        help="write a CSR (PEM) for the organisation's root to sign; the CA is not ready "
+        "until `certtoken ca install`",
+    )
+    create.add_argument(
+        "--key-store", choices=("file", "pkcs11"), default="file", help="where the key lives"
+    )
+    create.add_argument(
+        "--pkcs11-uri",
+        default="",
+        help="the token's private key (RFC 7512), e.g. pkcs11:token=certtoken;object=myca;"
+        "type=private (made with the HSM's tools)",
+    )
+    create.add_argument("--pin-file", default="", help="a file holding the token's user PIN")
+    install = ca_sub.add_parser(
+        "install",
+        help="install the certificate the organisation's root issued for a CA from --csr-out",
+        description="Check that the certificate matches the CA's key, is a CA certificate, "
+        "is valid now and chains to a self-signed root in --chain; then the CA is ready.",
+    )
+    install.add_argument("name")
+    install.add_argument("--cert", required=True, metavar="FILE", help="the CA certificate (PEM)")
+    install.add_argument(
+        "--chain", metavar="FILE", help="the issuing certificates up to the root (PEM bundle)"
+    )
+    adopt = ca_sub.add_parser(
+        "import",
+        help="adopt an existing CA (certificate and key)",
+        description="The key (PKCS#8 or traditional PEM, encrypted or not) is stored "
+        "re-encrypted under certtoken's CA passphrase; the same checks as `ca install`.",
+    )
+    adopt.add_argument("name")
+    adopt.add_argument("--cert", required=True, metavar="FILE", help="the CA certificate (PEM)")
+    adopt.add_argument("--key", required=True, metavar="FILE", help="its private key (PEM)")
+    adopt.add_argument(
+        "--chain", metavar="FILE", help="the issuing certificates up to the root (PEM bundle)"
+    )
+    adopt.add_argument(
+        "--key-passphrase-file",
+        metavar="FILE",
+        help="a file holding the key's passphrase (prompted for in a terminal when omitted)",
+    )
+    ca_sub.add_parser("list", help="list CA connectors and whether they are ready")
 
     queue = sub.add_parser(
         "queue",
@@ -210,8 +257,8 @@ def _prompt_password() -> str:
 
 
 async def cmd_ca(settings: Settings, args: argparse.Namespace) -> None:
-    """``ca create|list``."""
-    from services.ca_worker.ca_create import CAExistsError, create_local_ca
+    """``ca create|install|import|list``."""
+    from shared.ca_material import not_ready_reason
     from shared.db.models import CAConnector
 
     await _migrate(settings)
@@ -219,22 +266,116 @@ async def cmd_ca(settings: Settings, args: argparse.Namespace) -> None:
         if args.ca_command == "list":
             async with db.read() as session:
                 for row in await session.scalars(select(CAConnector).order_by(CAConnector.name)):
-                    print(f"{row.name}\t{row.type}")
+                    ready = not_ready_reason(row.name, row.options) is None
+                    state = "ready" if ready else "not ready: waiting for ca install"
+                    print(f"{row.name}\t{row.type}\t{state}")
             return
-        print(f"creating CA {args.name!r} with a {args.key_type} key ...", file=sys.stderr)
-        try:
-            connector = await create_local_ca(
-                settings,
-                db,
-                args.name,
-                subject=args.subject,
-                key_type=args.key_type,
-                days=args.days,
+        if args.ca_command == "create":
+            await _ca_create(settings, db, args)
+        elif args.ca_command == "install":
+            await _ca_install(settings, db, args)
+        else:
+            await _ca_import(settings, db, args)
+
+
+async def _ca_create(settings: Settings, db: Database, args: argparse.Namespace) -> None:
+    from services.ca_worker.ca_create import CAExistsError, create_ca_request, create_local_ca
+
+    if args.key_store == "pkcs11" and not args.pkcs11_uri:
+        raise CommandError("--pkcs11-uri: required with --key-store pkcs11")
+    if args.key_store == "file" and (args.pkcs11_uri or args.pin_file):
+        raise CommandError("--pkcs11-uri and --pin-file go with --key-store pkcs11")
+    store = {
+        "key_store": args.key_store,
+        "pkcs11_uri": args.pkcs11_uri,
+        "pkcs11_pin_file": _absolute(args.pin_file) if args.pin_file else "",
+    }
+    what = args.key_type if args.key_store == "file" else "PKCS#11"
+    print(f"creating CA {args.name!r} with a {what} key ...", file=sys.stderr)
+    try:
+        if args.csr_out:
+            request = await create_ca_request(
+                settings, db, args.name, subject=args.subject, key_type=args.key_type, **store
             )
-        except (CAExistsError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
-        print(f"CA connector {connector.name!r} (type local) created")
-        print(connector.cacert, end="")
+            _write_output(args.csr_out, request.csr)
+            print(
+                f"CA connector {args.name!r} (type local) created, not ready: have the "
+                f"organisation's root sign {args.csr_out}, then "
+                f"`certtoken ca install {args.name} --cert FILE --chain FILE`"
+            )
+            return
+        connector = await create_local_ca(
+            settings,
+            db,
+            args.name,
+            subject=args.subject,
+            key_type=args.key_type,
+            days=args.days,
+            **store,
+        )
+    except (CAExistsError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"CA connector {connector.name!r} (type local) created")
+    print(connector.cacert, end="")
+
+
+async def _ca_install(settings: Settings, db: Database, args: argparse.Namespace) -> None:
+    from services.ca_worker.ca_install import InstallError, install_ca
+
+    cert = _read_input("--cert", args.cert)
+    chain = _read_input("--chain", args.chain) if args.chain else b""
+    try:
+        row = await install_ca(settings, db, args.name, cert, chain)
+    except InstallError as exc:
+        raise CommandError(f"{exc}; nothing was changed") from None
+    print(f"CA {row.name!r} installed and ready")
+
+
+async def _ca_import(settings: Settings, db: Database, args: argparse.Namespace) -> None:
+    from services.ca_worker.ca_create import CAExistsError
+    from services.ca_worker.ca_install import InstallError, import_ca
+
+    cert = _read_input("--cert", args.cert)
+    key = _read_input("--key", args.key)
+    chain = _read_input("--chain", args.chain) if args.chain else b""
+    passphrase: bytes | None = None
+    if args.key_passphrase_file:
+        passphrase = _read_input("--key-passphrase-file", args.key_passphrase_file).rstrip(b"\r\n")
+    elif b"ENCRYPTED" in key and sys.stdin.isatty():
+        passphrase = getpass.getpass("Passphrase of the CA key: ").encode()
+    try:
+        row = await import_ca(settings, db, args.name, cert, key, chain, passphrase)
+    except (InstallError, CAExistsError, ValueError) as exc:
+        raise CommandError(f"{exc}; nothing was changed") from None
+    print(f"CA connector {row.name!r} (type local) imported and ready")
+
+
+def _absolute(path: str) -> str:
+    """*path* from the current directory: the ca_worker may run elsewhere."""
+    return str(Path(path).absolute())
+
+
+def _read_input(option: str, path: str) -> bytes:
+    """The bytes of a file an option names (at most 1 MiB)."""
+    from shared.files import read_regular
+
+    try:
+        return read_regular(Path(path), 1024 * 1024)
+    except OSError as exc:
+        raise CommandError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
+
+
+def _write_output(path: str, text: str) -> None:
+    """Write *text* to *path* ("-" for standard output)."""
+    if path == "-":
+        print(text, end="")
+        return
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise CommandError(f"--csr-out: cannot write {path}: {exc.strerror}") from None
 
 
 @asynccontextmanager

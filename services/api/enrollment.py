@@ -26,6 +26,7 @@ from shared.attestation import (
     verify_attestation,
 )
 from shared.batching import Batcher
+from shared.ca_material import not_ready_reason
 from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions, template_options
 from shared.csr_rules import keytype_violation
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
@@ -208,15 +209,25 @@ class _Found:
     ca_types: dict[str, str]
     owners: dict[tuple[str, str], dict[str, str]]  # (login, realm) to OWNER_ATTRIBUTES
     taken: set[str]
+    not_ready: dict[str, str]  # CA to why it cannot issue yet
 
 
 async def _lookups(session: AsyncSession, requests: list[SignRequest]) -> _Found:
     """What the checks of *requests* need, read in one session."""
     cas = {r.ca for r in requests}
-    connectors = await session.execute(
-        select(CAConnector.name, CAConnector.type).where(CAConnector.name.in_(cas))
-    )
-    ca_types = {name: ca_type for name, ca_type in connectors}
+    connectors = (
+        await session.execute(
+            select(CAConnector.name, CAConnector.type, CAConnector.options).where(
+                CAConnector.name.in_(cas)
+            )
+        )
+    ).all()
+    ca_types = {name: ca_type for name, ca_type, _ in connectors}
+    not_ready = {
+        name: reason
+        for name, _, options in connectors
+        if (reason := not_ready_reason(name, options)) is not None
+    }
     known: Known = {(name, ""): TemplateOptions() for name in ca_types}
     named = {r.template for r in requests if r.template and r.template != DEFAULT_TEMPLATE}
     if named:
@@ -250,7 +261,7 @@ async def _lookups(session: AsyncSession, requests: list[SignRequest]) -> _Found
             select(Token.serial).where(Token.serial.in_([r.serial for r in requests]))
         )
     )
-    return _Found(known, ca_types, owners, taken)
+    return _Found(known, ca_types, owners, taken, not_ready)
 
 
 def _check(
@@ -261,6 +272,8 @@ def _check(
     known = found.known
     if request.ca and (request.ca, "") not in known:
         raise ParameterError(f"ca: unknown CA connector {request.ca!r}")
+    if request.ca in found.not_ready:
+        raise ParameterError(f"ca: {found.not_ready[request.ca]}")
     template = request.template
     if template and template != DEFAULT_TEMPLATE and (request.ca, template) not in known:
         raise ParameterError(f"template: CA connector {request.ca!r} has no template {template!r}")

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from sqlalchemy import select
 
+from shared.ca_material import chain_pems
 from shared.db.models import CAConnector, CAPublication, IssuedCertificate, utcnow
 from shared.db.session import Database
 from shared.pki import serial_hex
@@ -27,6 +28,9 @@ class _Signer:
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
     issuer: x509.Certificate
+    # The CA's certificate and the intermediates above it, when it is not a root itself:
+    # a client that trusts only the organisation's root can verify the responder.
+    chain: tuple[x509.Certificate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def build_response(
             revocation_reason=status.reason,
         )
         .responder_id(ocsp.OCSPResponderEncoding.HASH, signer.cert)
-        .certificates([signer.cert])
+        .certificates([signer.cert, *signer.chain])
     )
     try:
         nonce = request.extensions.get_extension_for_class(x509.OCSPNonce)
@@ -126,7 +130,7 @@ class OCSPResponder:
             )
         if publication is None or connector is None or not connector.cacert:
             return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
-        signer = self._signer(ca, publication, connector.cacert)
+        signer = self._signer(ca, publication, connector)
         if issuer_hashes(signer.issuer, algorithm) != (
             request.issuer_name_hash,
             request.issuer_key_hash,
@@ -144,18 +148,24 @@ class OCSPResponder:
             status = CertStatus(ocsp.OCSPCertStatus.GOOD)
         return build_response(request, signer, status, utcnow())
 
-    def _signer(self, ca: str, publication: CAPublication, cacert: str) -> _Signer:
+    def _signer(self, ca: str, publication: CAPublication, connector: CAConnector) -> _Signer:
         cached = self._signers.get(ca)
         if cached is not None and cached.pem == publication.ocsp_cert:
             return cached
         key = serialization.load_pem_private_key(self._box.open(publication.ocsp_key), None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError("OCSP responder key must be EC")
+        issuer = x509.load_pem_x509_certificate(connector.cacert.encode())
+        above = [
+            x509.load_pem_x509_certificate(pem.encode()) for pem in chain_pems(connector.options)
+        ]
+        intermediates = tuple(c for c in above if c.issuer != c.subject)
         signer = _Signer(
             pem=publication.ocsp_cert,
             cert=x509.load_pem_x509_certificate(publication.ocsp_cert.encode()),
             key=key,
-            issuer=x509.load_pem_x509_certificate(cacert.encode()),
+            issuer=issuer,
+            chain=(issuer, *intermediates) if above else (),
         )
         self._signers[ca] = signer
         return signer

@@ -17,6 +17,7 @@ from services.ca_worker.connectors.base import Connector, PermanentCAError, Temp
 from services.ca_worker.connectors.cfssl import CfsslConnector
 from services.ca_worker.connectors.local import LocalConnector
 from shared.ca_hosts import HostPolicy
+from shared.ca_material import not_ready_reason
 from shared.ca_templates import DEFAULT_TEMPLATE, template_options
 from shared.cfssl_options import cfssl_options
 from shared.db.models import CAConnector, CATemplate
@@ -54,8 +55,10 @@ class ConnectorRegistry:
         passphrase: bytes,
         box: SecretBox | None = None,
         hosts: HostPolicy | None = None,
+        public_url: str = "",
     ) -> None:
         self._db = db
+        self._public_url = public_url
         self._hosts = hosts or HostPolicy()
         self._data_dir = data_dir
         self._passphrase = passphrase
@@ -85,12 +88,12 @@ class ConnectorRegistry:
             raise PermanentCAError(f"template {key!r}: {exc}") from None
 
     async def local_names(self) -> list[str]:
-        """The names of the local CAs configured now."""
+        """The names of the local CAs configured now (and ready: their certificate installed)."""
         async with self._db.read() as session:
-            rows = await session.scalars(
-                select(CAConnector.name).where(CAConnector.type == "local")
+            rows = await session.execute(
+                select(CAConnector.name, CAConnector.options).where(CAConnector.type == "local")
             )
-            return list(rows)
+            return [name for name, options in rows if not_ready_reason(name, options) is None]
 
     async def close(self) -> None:
         """Close every loaded connector."""
@@ -130,7 +133,9 @@ class ConnectorRegistry:
 
     def _build(self, row: CAConnector) -> Connector:
         if row.type == "local":
-            return LocalConnector.load(row.name, row.options, self._data_dir, self._passphrase)
+            return LocalConnector.load(
+                row.name, row.options, self._data_dir, self._passphrase, self._public_url
+            )
         if row.type == "cfssl":
             try:
                 options = cfssl_options(

@@ -57,6 +57,7 @@ class CAWorker:
             settings.resolved_ca_passphrase,
             box,
             HostPolicy(settings.ca_allowed_hosts),
+            public_url=settings.public_url,
         )
         # Polls of requests a CA holds wait in the broker's delay queues: the retry delays.
         delays = settings.retry_delays_ms

@@ -23,6 +23,7 @@ from services.api.params import body_doc, parse
 from services.api.tokens import require_transition
 from services.api.waiter import await_outcome, states
 from shared.ca_jobs import Decision
+from shared.ca_material import chain_pems
 from shared.db.models import CAConnector, CAPublication, CARequest, Token, utcnow
 from shared.echo import echo
 from shared.messaging.outbox import insert_outbox
@@ -176,19 +177,28 @@ def _check_open(held: CARequest) -> None:
 
 @router.get("/{name}/cacert")
 async def cacert(
-    name: str, ctx: Context, format: Literal["pem", "der"] = Query(default="pem")
+    name: str,
+    ctx: Context,
+    format: Literal["pem", "der"] = Query(default="pem"),
+    chain: bool = Query(default=False),
 ) -> Response:
-    """The CA certificate: PEM, or DER with ``?format=der``."""
+    """The CA certificate: PEM, or DER with ``?format=der``; ``?chain=1`` adds the certificates
+    above it up to the root (a PEM bundle, the CA's own first)."""
     async with ctx.db.read() as session:
         connector = await session.get(CAConnector, name)
     if connector is None or not connector.cacert:
         raise NotFound(f"ca: no CA certificate for {echo(name)}")
     if format == "der":
+        if chain:
+            raise ParameterError("chain: the chain is a PEM bundle; DER is the CA certificate")
         cert = x509.load_pem_x509_certificate(connector.cacert.encode())
         return Response(
             cert.public_bytes(serialization.Encoding.DER), media_type="application/pkix-cert"
         )
-    return Response(connector.cacert, media_type="application/x-pem-file")
+    pem = connector.cacert
+    if chain:
+        pem = "".join((connector.cacert, *chain_pems(connector.options)))
+    return Response(pem, media_type="application/x-pem-file")
 
 
 @router.get("/{name}/crl")

@@ -12,7 +12,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    NameOID,
+    ObjectIdentifier,
+)
 
 from services.ca_worker.connectors.base import (
     Connector,
@@ -24,6 +29,7 @@ from services.ca_worker.connectors.base import (
 )
 from services.ca_worker.keystores import CAKey, load_ca_key, signature_hash
 from services.ca_worker.keystores.file import option_path, read_file
+from shared.ca_material import chain_pems, not_ready_reason, public_urls
 from shared.identity import Decision, Owner, Refused, decide
 from shared.pki import (
     CSRError,
@@ -70,19 +76,37 @@ class LocalConnector(Connector):
 
     type: ClassVar[str] = "local"
 
-    def __init__(self, name: str, key: CAKey, cert: x509.Certificate) -> None:
+    def __init__(
+        self,
+        name: str,
+        key: CAKey,
+        cert: x509.Certificate,
+        *,
+        chain: tuple[str, ...] = (),
+        public_url: str = "",
+    ) -> None:
         self.name = name
         self._key = key
         self._cert = cert
         self._cert_pem = cert_pem(cert)
+        self._chain = (self._cert_pem, *chain)
         self._hash = signature_hash(key.public_key())
         self._aki = _authority_key_identifier(cert, key)
+        self._where = _where_to_check(public_url, name)
 
     @classmethod
     def load(
-        cls, name: str, options: Mapping[str, Any], data_dir: Path, passphrase: bytes
+        cls,
+        name: str,
+        options: Mapping[str, Any],
+        data_dir: Path,
+        passphrase: bytes,
+        public_url: str = "",
     ) -> LocalConnector:
         """Read and decrypt the CA named *name* as configured by *options*."""
+        reason = not_ready_reason(name, options)
+        if reason is not None:
+            raise PermanentCAError(f"ca: {reason}")
         cert_path = option_path(name, options, "cacert", data_dir)
         key = load_ca_key(name, options, data_dir, passphrase)
         try:
@@ -99,7 +123,7 @@ class LocalConnector(Connector):
             is_ca = False
         if not is_ca:
             raise PermanentCAError(f"CA connector {name!r}: cacert is not a CA certificate")
-        return cls(name, key, cert)
+        return cls(name, key, cert, chain=chain_pems(options), public_url=public_url)
 
     async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         """Certify *csr_pem*; the work runs in a thread so the event loop stays free."""
@@ -111,6 +135,10 @@ class LocalConnector(Connector):
     def ca_certificate(self) -> str:
         """The CA certificate, PEM."""
         return self._cert_pem
+
+    def chain(self) -> tuple[str, ...]:
+        """The CA certificate and those above it up to the root, PEM, issuer first."""
+        return self._chain
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -204,6 +232,8 @@ class LocalConnector(Connector):
         san = decision.san_extension
         if san is not None:
             builder = builder.add_extension(san, critical=False)
+        for extension in self._where:
+            builder = builder.add_extension(extension, critical=False)
         cert = self._key.sign_certificate(builder, self._hash)
         return Issued(
             certificate=cert_pem(cert),
@@ -211,7 +241,7 @@ class LocalConnector(Connector):
             subject=cert.subject.rfc4514_string(),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
-            chain=(self._cert_pem,),
+            chain=self._chain,
         )
 
     def _validity(self, days: int) -> tuple[datetime, datetime]:
@@ -225,6 +255,31 @@ class LocalConnector(Connector):
         not_before = max(now - CLOCK_SKEW, self._cert.not_valid_before_utc)
         not_after = min(now + timedelta(days=days), ca_not_after)
         return not_before, not_after
+
+
+def _where_to_check(public_url: str, name: str) -> tuple[x509.ExtensionType, ...]:
+    """The CRL distribution point and AIA (OCSP, CA issuers) under *public_url*, if set."""
+    urls = public_urls(public_url, name)
+    if urls is None:
+        return ()
+    crl = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(urls["crl"])],
+        relative_name=None,
+        reasons=None,
+        crl_issuer=None,
+    )
+    aia = x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls["ocsp"])
+            ),
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(urls["ca_issuers"]),
+            ),
+        ]
+    )
+    return (x509.CRLDistributionPoints([crl]), aia)
 
 
 def _authority_key_identifier(cert: x509.Certificate, key: CAKey) -> x509.AuthorityKeyIdentifier:

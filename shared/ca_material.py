@@ -1,0 +1,40 @@
+"""What a local CA connector's options say of its material: readiness, chain, public URLs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Set by `certtoken ca create --csr-out` and removed by `certtoken ca install`.
+AWAITING_INSTALL = "awaiting_install"
+# The certificates above the CA (PEM bundle, its issuer first, up to the root).
+CHAIN = "chain"
+
+
+def not_ready_reason(name: str, options: Mapping[str, Any]) -> str | None:
+    """Why connector *name* cannot issue yet; None when it can."""
+    if options.get(AWAITING_INSTALL):
+        return (
+            f"CA connector {name} is not ready "
+            "(its certificate is not installed: certtoken ca install)"
+        )
+    return None
+
+
+def chain_pems(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The PEM certificates above the CA, issuer first (none for a root)."""
+    value = options.get(CHAIN)
+    if not isinstance(value, str):
+        return ()
+    marker = "-----END CERTIFICATE-----"
+    parts = [part.strip() for part in value.split(marker)]
+    return tuple(f"{part}\n{marker}\n" for part in parts if part)
+
+
+def public_urls(public_url: str, name: str) -> dict[str, str] | None:
+    """The CRL, OCSP and CA-issuers URLs of CA *name* under *public_url*; None when it is off."""
+    if not public_url:
+        return None
+    base = f"{public_url}/ca/{name}"
+    # RFC 5280 4.2.2.1: caIssuers points at a DER certificate.
+    return {"crl": f"{base}/crl", "ocsp": f"{base}/ocsp", "ca_issuers": f"{base}/cacert?format=der"}
