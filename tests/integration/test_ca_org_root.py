@@ -251,6 +251,11 @@ async def test_a_ca_under_the_organisations_root(tmp_path: Path) -> None:
         async with stack.client() as public:
             chain_pem = (await public.get(f"/ca/{ORG_CA}/cacert", params={"chain": 1})).text
             alone = (await public.get(f"/ca/{ORG_CA}/cacert")).text
+            der_chain = await public.get(
+                f"/ca/{ORG_CA}/cacert", params={"format": "der", "chain": 1}
+            )
+            assert der_chain.status_code == 400
+            assert der_chain.json()["result"]["error"]["message"].startswith("chain: ")
         (tmp_path / "chain.pem").write_text(chain_pem)
         (tmp_path / "leaf.pem").write_text(leaf_pem)
         await check_where_it_says(stack, tmp_path, root[0], serial)
