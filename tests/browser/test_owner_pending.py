@@ -4,6 +4,8 @@ by themselves (no reload) when a CA manager approves or denies it through the AP
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -88,4 +90,41 @@ def test_the_details_page_updates_itself_when_the_request_is_denied(ui: Ui) -> N
     expect(page.locator("#notice")).to_contain_text(f"Certificate {serial} is now denied")
     assert still_marked(page), "the details page was reloaded instead of updating itself"
     shot(page, "details-denied")
+    assert_accessible(page)
+
+
+def test_a_held_generated_key_is_downloaded_from_the_details_page_after_approval(
+    ui: Ui, tmp_path: Path
+) -> None:
+    page = ui.new_page()
+    ui.login(page, "alice@corp")
+    page.goto(f"{ui.url}#/enroll/genkey")
+    page.get_by_label("Template").select_option(APPROVAL_TEMPLATE)
+    page.get_by_role("button", name="Generate the key").click()
+    outcome = page.locator(".outcome")
+    expect(outcome).to_contain_text(APPROVAL_WORDS)
+    expect(outcome).to_contain_text("After approval, download the PKCS#12 file")
+    expect(outcome.get_by_role("button", name=re.compile("Download"))).to_have_count(0)
+    password = (outcome.locator(".secret").text_content() or "").strip()
+    assert password
+    serial = (outcome.locator("a").get_attribute("href") or "").removeprefix("#/token/")
+    shot(page, "genkey-pending")
+    assert_accessible(page)
+
+    ui.api("POST", f"/ca/{CA}/requests/{request_of(ui, serial)}/approve")
+    page.goto(f"{ui.url}#/token/{serial}")
+    expect(page.locator("#state-title .badge")).to_have_text("enrolled")
+    with page.expect_download() as info:
+        page.get_by_role("button", name=f"Key and certificate as PKCS#12 ({serial}.p12)").click()
+    assert info.value.suggested_filename == f"{serial}.p12"
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    opened = subprocess.run(
+        ["openssl", "pkcs12", "-in", str(saved), "-passin", f"pass:{password}", "-nokeys"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert opened.returncode == 0 and "BEGIN CERTIFICATE" in opened.stdout, opened.stderr
+    shot(page, "details-enrolled")
     assert_accessible(page)
