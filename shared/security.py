@@ -85,19 +85,26 @@ def issue_token(identity: Identity, secret: str, lifetime: int) -> str:
 
 
 def read_token(token: str, secret: str) -> Identity:
-    """Verify *token* and return whom it names."""
-    try:
-        claims = jwt.decode(
-            token,
-            _jwt_key(secret),
-            algorithms=["HS256"],
-            issuer="certtoken",
-            options={"require": ["exp", "sub", "role"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise ExpiredAccessToken(str(exc)) from exc
-    except jwt.PyJWTError as exc:
-        raise InvalidAccessToken(str(exc)) from exc
+    """Verify *token* (signed with any key of the keyring *secret*) and return whom it names."""
+    keys = keys_of(secret)
+    for index, key in enumerate(keys):
+        try:
+            claims = jwt.decode(
+                token,
+                _jwt_key(key),
+                algorithms=["HS256"],
+                issuer="certtoken",
+                options={"require": ["exp", "sub", "role"]},
+            )
+            break
+        except jwt.InvalidSignatureError as exc:
+            # Signed before a rotation began, with an older key of the ring: try the next.
+            if index == len(keys) - 1:
+                raise InvalidAccessToken(str(exc)) from exc
+        except jwt.ExpiredSignatureError as exc:
+            raise ExpiredAccessToken(str(exc)) from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidAccessToken(str(exc)) from exc
     role = claims.get("role")
     if role not in ("admin", "user"):
         raise InvalidAccessToken("unknown role")

@@ -1,11 +1,12 @@
 """The encrypted backup file: a header, then a tar stream in authenticated chunks.
 
 Layout: ``MAGIC``, a 4-byte big-endian length and the header (JSON: format version, scrypt's
-parameters and salt, the cipher, the chunk size, a random nonce prefix), then chunks, each a
-4-byte length and AES-256-GCM ciphertext. Chunk *i*'s nonce is the prefix, *i* and a flag
-marking the last chunk, and every chunk authenticates the whole header: a reordered, dropped,
-truncated or altered chunk, or a changed header, fails to decrypt. The key is scrypt of the
-passphrase; without it nothing in the file (but its size) can be read.
+parameters and salt, the cipher, the chunk size, a random nonce prefix, a short digest of the
+key that tells a wrong passphrase from a damaged file), then chunks, each a 4-byte length and
+AES-256-GCM ciphertext. Chunk *i*'s nonce is the prefix, *i* and a flag marking the last
+chunk, and every chunk authenticates the whole header: a reordered, dropped, truncated or
+altered chunk, or a changed header, fails to decrypt. The key is scrypt of the passphrase;
+without it nothing in the file (but its size) can be read.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def derive_key(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(passphrase, salt=salt, n=n, r=r, p=p, maxmem=memory, dklen=32)
 
 
+def key_check(key: bytes) -> str:
+    """A short digest of the key: tells a wrong passphrase from a damaged file."""
+    return hashlib.sha256(b"certtoken-backup-key-check\0" + key).hexdigest()[:16]
+
+
 def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + struct.pack(">IB", index, 1 if last else 0)
 
@@ -57,8 +63,10 @@ class EncryptingWriter(io.RawIOBase):
             "chunk": CHUNK,
             "nonce_prefix": prefix.hex(),
         }
+        key = derive_key(passphrase, salt, **SCRYPT)
+        header["key_check"] = key_check(key)
         self._header = json.dumps(header, sort_keys=True).encode()
-        self._aead = AESGCM(derive_key(passphrase, salt, **SCRYPT))
+        self._aead = AESGCM(key)
         self._prefix = prefix
         self._out = out
         self._buffer = bytearray()
@@ -114,7 +122,10 @@ class DecryptingReader(io.RawIOBase):
             raise ArchiveError("damaged backup file: unsupported key derivation")
         if len(self._prefix) != 7:
             raise ArchiveError("damaged backup file: bad nonce")
-        self._aead = AESGCM(derive_key(passphrase, salt, n, r, p))
+        key = derive_key(passphrase, salt, n, r, p)
+        if header.get("key_check") != key_check(key):
+            raise ArchiveError("wrong passphrase (or not this backup's)")
+        self._aead = AESGCM(key)
         self._index = 0
         self._done = False
         self._plain = b""
@@ -156,8 +167,6 @@ class DecryptingReader(io.RawIOBase):
             self._done = last
             break
         else:
-            if self._index == 0:
-                raise ArchiveError("wrong passphrase, or the backup file is damaged")
             raise ArchiveError(f"damaged backup file: chunk {self._index} does not verify")
         self._index += 1
         if self._done and self._source.read(1):
