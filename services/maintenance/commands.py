@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared.config import Settings
 
@@ -45,10 +48,23 @@ def add_parsers(sub: Any) -> None:
     )
     rotate.add_argument(
         "--settle",
-        type=float,
+        type=_seconds,
         default=DEFAULT_SETTLE_SECONDS,
         help="seconds to wait for seals under way before re-sealing (default %(default)s)",
     )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be 0 to 3600 seconds")
+    return value
+
+
+def _database_error(exc: Exception) -> str:
+    """What went wrong with the database, without the statement or its parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    return f"database: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
 
 
 def _passphrase_arg(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +115,8 @@ async def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
         manifest = await make_backup(settings, args.file, passphrase, _progress)
     except BackupError as exc:
         raise CommandError(str(exc)) from None
+    except (OSError, SQLAlchemyError, sqlite3.Error) as exc:
+        raise CommandError(_database_error(exc)) from None
     rows = sum(manifest["database"]["tables"].values())
     print(
         f"backup written to {args.file}: {manifest['database']['kind']} database at revision "
@@ -117,6 +135,8 @@ async def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
         await restore(settings, args.file, passphrase, _progress)
     except (RestoreError, LoadError) as exc:
         raise CommandError(str(exc)) from None
+    except (OSError, SQLAlchemyError, sqlite3.Error) as exc:
+        raise CommandError(f"nothing was restored: {_database_error(exc)}") from None
     print(f"restored {args.file} into {settings.data_dir}")
 
 
@@ -126,11 +146,16 @@ async def cmd_secrets(settings: Settings, args: argparse.Namespace) -> None:
     from services.maintenance.rotation import RotationError, rotate
     from shared.db.session import Database
 
+    path = settings.secret_key_path
+    if path is not None and not path.is_file():
+        raise CommandError(f"{path}: no secret key to rotate (is CERTTOKEN_DATA_DIR right?)")
     db = Database.for_settings(settings)
     try:
         done = await rotate(settings, db, settle=args.settle, progress=_progress)
     except RotationError as exc:
         raise CommandError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise CommandError(_database_error(exc)) from None
     finally:
         await db.dispose()
     verb = "finished the rotation under way" if done.resumed else "rotated the secret key"
