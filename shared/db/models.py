@@ -406,3 +406,29 @@ class IdempotencyKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     serial: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExpiryNotice(Base):
+    """An expiry notice sent: one per certificate and threshold. Written by: ca_worker.
+
+    ``kind`` is ``token`` (subject: the token serial; certificate: its certificate id) or
+    ``ca`` (subject: the connector; certificate: the SHA-256 fingerprint of its certificate).
+    The unique key is what makes each notice go out once, whichever scanner gets there first.
+    """
+
+    __tablename__ = "expiry_notice"
+    __table_args__ = (
+        UniqueConstraint(
+            "kind", "subject", "certificate", "threshold_days", name="uq_expiry_notice_once"
+        ),
+        Index("ix_expiry_notice_not_after", "not_after"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(120))
+    certificate: Mapped[str] = mapped_column(String(160))
+    threshold_days: Mapped[int] = mapped_column(Integer)
+    not_after: Mapped[datetime]
+    event_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
