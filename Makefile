@@ -9,6 +9,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Installs the system packages the tests need and starts RabbitMQ and PostgreSQL when they are
+# down (root only then); `PREPARE=:` skips it.
+PREPARE ?= .ci/prepare
 CHAOS_ENROLLMENTS ?= 10000
 BENCH_ARGS ?=
 SECRETS_DIR ?= secrets
@@ -21,7 +24,7 @@ PI_URL ?= http://127.0.0.1:5151
 
 help:
 	@echo "make run        all three services in one process (.venv/bin/certtoken run)"
-	@echo "make test       the test suite (PYTEST_ARGS=... for extra pytest arguments)"
+	@echo "make test       installs what is missing, starts RabbitMQ and PostgreSQL, runs the suite"
 	@echo "make chaos      the fault drills at scale (CHAOS_ENROLLMENTS=10000 per drill)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make format     ruff format and ruff check --fix"
@@ -42,10 +45,15 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/certtoken run
 
-test: $(STAMP)
+# The venv is made after $(PREPARE), which installs python3-venv when it is missing.
+test:
+	PYTHON=$(PYTHON) $(PREPARE)
+	@$(MAKE) --no-print-directory -s venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-chaos: $(STAMP)
+chaos:
+	PYTHON=$(PYTHON) $(PREPARE)
+	@$(MAKE) --no-print-directory -s venv
 	CERTTOKEN_CHAOS_ENROLLMENTS=$(CHAOS_ENROLLMENTS) $(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP)
