@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy.exc import IntegrityError
 
-from services.ca_worker.connectors.base import PermanentCAError
+from services.ca_worker.connectors.base import CAError
 from services.ca_worker.keystores import (
     DEFAULT_KEY_STORE,
     KEY_STORES,
@@ -159,14 +159,32 @@ async def _make_key(
 ) -> CAKey:
     """A file key made and stored now, or the PKCS#11 key the options name.
 
-    A PKCS#11 key is made with the HSM's own tools and never leaves the token.
+    A PKCS#11 key is the token's key the URI names, made there when missing; it never leaves
+    the token.
     """
     if options.get("key_store", DEFAULT_KEY_STORE) == "file":
         key_pem = await asyncio.to_thread(_new_key_pem, key_type, passphrase)
         write_new(ca_dir / "cakey.pem", key_pem, written)
+    else:
+        _check_key_type(key_type)
+        made = await asyncio.to_thread(_token_key, name, options, settings.data_dir, key_type)
+        if made is not None:
+            return made
     try:
         return await asyncio.to_thread(load_ca_key, name, options, settings.data_dir, passphrase)
-    except PermanentCAError as exc:
+    except CAError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _token_key(name: str, options: dict[str, Any], data_dir: Path, key_type: str) -> CAKey | None:
+    """The token's key, made there first when missing; None without the pkcs11 extra."""
+    try:
+        from services.ca_worker.keystores.pkcs11 import generate_pkcs11_key
+    except ImportError:
+        return None  # load_ca_key says what is missing
+    try:
+        return generate_pkcs11_key(name, options, data_dir, key_type)[0]
+    except CAError as exc:
         raise ValueError(str(exc)) from None
 
 
