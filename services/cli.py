@@ -421,7 +421,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from services.runtime import Component, api_drain_seconds, broker_for, http_server, serve
     from shared.db.models import CAConnector
 
-    configure("certtoken", settings.log_level, settings.log_json)
+    configure("certtoken", settings.log_level, settings.resolved_log_format)
     await _migrate(settings)
     async with _database(settings) as db:
         async with db.read() as session:
@@ -477,7 +477,7 @@ async def cmd_api(settings: Settings, args: argparse.Namespace) -> None:
     from services.runtime import api_drain_seconds, broker_for, http_server, serve
 
     _require_amqp(settings)
-    configure("api", settings.log_level, settings.log_json)
+    configure("api", settings.log_level, settings.resolved_log_format)
     app = create_app(settings, broker_for(settings))
     drain = api_drain_seconds(settings)
     await serve([], [http_server(app, args.host, args.port, settings.trusted_proxies, drain)], None)
@@ -502,7 +502,7 @@ async def _run_worker(settings: Settings, name: str, factory: Callable[..., Any]
     from shared.health import health_app, readiness_check
 
     _require_amqp(settings)
-    configure(name, settings.log_level, settings.log_json)
+    configure(name, settings.log_level, settings.resolved_log_format)
     broker = broker_for(settings)
     async with _database(settings) as db:
         servers = []

@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     init_wait_seconds: float = Field(default=5.0, ge=0, le=120)
     jwt_lifetime_seconds: int = Field(default=3600, gt=0)
     log_level: str = "INFO"
-    log_json: bool = True
+    # auto: readable lines when stderr is a terminal, JSON lines otherwise; json or text to choose.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # The older switch, still honoured when log_format is auto: true is json, false is text.
+    log_json: bool | None = None
     prefetch: int = Field(default=64, gt=0)
     # RabbitMQ queue type of the work, parking and delay queues: quorum (replicated; RabbitMQ
     # 3.10+) or classic. A queue's type cannot change in place (see the README).
@@ -135,6 +138,13 @@ class Settings(BaseSettings):
         """The signing and encryption keyring (shared.keyring); made once in the data dir.
 
         Read again whenever its file changes, so a ``secrets rotate`` reaches running services.
+    @property
+    def resolved_log_format(self) -> Literal["auto", "json", "text"]:
+        """log_format, or what the older log_json chose when log_format is auto."""
+        if self.log_format != "auto" or self.log_json is None:
+            return self.log_format
+        return "json" if self.log_json else "text"
+
         """
         if self.secret_key:
             return self.secret_key
