@@ -134,17 +134,17 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'certtoken.db').resolve()}"
 
     @property
-    def resolved_secret_key(self) -> str:
-        """The signing and encryption keyring (shared.keyring); made once in the data dir.
-
-        Read again whenever its file changes, so a ``secrets rotate`` reaches running services.
-    @property
     def resolved_log_format(self) -> Literal["auto", "json", "text"]:
         """log_format, or what the older log_json chose when log_format is auto."""
         if self.log_format != "auto" or self.log_json is None:
             return self.log_format
         return "json" if self.log_json else "text"
 
+    @property
+    def resolved_secret_key(self) -> str:
+        """The signing and encryption keyring (shared.keyring); made once in the data dir.
+
+        Read again whenever its file changes, so a ``secrets rotate`` reaches running services.
         """
         if self.secret_key:
             return self.secret_key
