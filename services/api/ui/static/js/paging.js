@@ -2,7 +2,7 @@
 // the list's filters kept in the address (so a reload or a shared link shows the same page).
 import { h, newId } from "./dom.js";
 
-export const PAGE_SIZES = [10, 15, 25, 50, 100];
+export const PAGE_SIZES = [5, 10, 15, 25, 50, 100];
 export const DEFAULT_PAGE_SIZE = 15;
 
 /** A whole number from *text* within [min, max], else *fallback*. */

@@ -76,12 +76,17 @@ export default async function render(main, ctx) {
     return values;
   }
 
+  // Each load has a number; the answer of an older one (overtaken) is dropped.
+  let generation = 0;
   async function load(page, size, which) {
+    generation += 1;
+    const mine = generation;
     clearErrors(form);
     results.setAttribute("aria-busy", "true");
     const values = filters();
     try {
       const value = await call("GET", "/audit/", { query: { ...values, page, pagesize: size } });
+      if (mine !== generation) return;
       pagesize = size;
       keepInAddress("audit", { ...values, page: page > 1 ? page : "",
         pagesize: size !== DEFAULT_PAGE_SIZE ? size : "" });
@@ -103,7 +108,7 @@ export default async function render(main, ctx) {
         pager(value, size, ["entry", "entries"], load));
       refocusPager(results, which);
     } catch (failure) {
-      if (failure instanceof ApiFailure && failure.unauthenticated) return;
+      if (mine !== generation || (failure instanceof ApiFailure && failure.unauthenticated)) return;
       showError(form, failure);
       replace(results);
     } finally {

@@ -4,7 +4,7 @@ import { ApiFailure, call } from "../api.js";
 import { clearErrors, confirmDialog, facts, field, h, replace, showError, when } from "../dom.js";
 
 /** How often the lists are asked again, in milliseconds. */
-const POLL_MS = 4000;
+const POLL_MS = 3000;
 
 /** "5 minutes ago" for an ISO time (relative to *now*, in ms). */
 export function ago(iso, now = Date.now()) {
@@ -91,6 +91,8 @@ export default async function render(main, ctx) {
   let stopped = false;
   let timer = null;
   let lastCount = null;
+  // Each refresh has a number; an older one still running stops, so a stale list never wins.
+  let generation = 0;
 
   function remember(text, failed) {
     outcomes.prepend(h("li", { class: failed ? "said said-failed" : "said said-ok" }, text));
@@ -126,7 +128,7 @@ export default async function render(main, ctx) {
       remember(`Not ${decision === "approve" ? "approved" : "denied"}: ${failure.message}`, true);
       for (const button of buttons) button.disabled = false;
     }
-    await refresh();
+    await refreshSaying();
   }
 
   function card(ca, request) {
@@ -178,7 +180,10 @@ export default async function render(main, ctx) {
 
   async function refresh() {
     if (stopped) return;
+    generation += 1;
+    const mine = generation;
     const connectors = await call("GET", "/caconnector/");
+    if (mine !== generation) return;
     const names = connectors.map((c) => c.connectorname);
     let total = 0;
     for (const name of names) {
@@ -198,6 +203,7 @@ export default async function render(main, ctx) {
     for (const name of names) {
       const value = await call("GET", `/ca/${encodeURIComponent(name)}/requests`,
         { query: { status: "pending" } });
+      if (mine !== generation) return;
       // Only requests held by certtoken can be decided here; the CA decides its own.
       const held = value.requests.filter((r) => r.held_by === "certtoken");
       const made = lists.get(name);
@@ -230,13 +236,19 @@ export default async function render(main, ctx) {
     lastCount = total;
   }
 
-  async function poll() {
+  /** Refresh, saying in the status line when it could not be done. */
+  async function refreshSaying() {
     try {
       await refresh();
     } catch (failure) {
       if (failure instanceof ApiFailure && failure.unauthenticated) return;
       status.textContent = `The list could not be refreshed: ${failure.message}`;
+      lastCount = null;
     }
+  }
+
+  async function poll() {
+    await refreshSaying();
     if (!stopped) timer = setTimeout(poll, POLL_MS);
   }
 

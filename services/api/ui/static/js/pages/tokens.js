@@ -78,12 +78,17 @@ export default async function render(main, ctx) {
   });
   for (const control of [stateSelect, caSelect]) control.addEventListener("change", apply);
 
+  // Each load has a number; the answer of an older one (overtaken) is dropped.
+  let generation = 0;
   async function load(page, pagesize, which) {
+    generation += 1;
+    const mine = generation;
     clearErrors(form);
     results.setAttribute("aria-busy", "true");
     const filters = Object.fromEntries(FILTERS.map((key) => [key, state[key]]));
     try {
       const value = await call("GET", "/token/", { query: { ...filters, page, pagesize } });
+      if (mine !== generation) return;
       state.page = page;
       state.pagesize = pagesize;
       keepInAddress("tokens", { ...filters, page: page > 1 ? page : "", pagesize:
@@ -103,7 +108,7 @@ export default async function render(main, ctx) {
         pager(value, pagesize, ["token", "tokens"], load));
       refocusPager(results, which);
     } catch (failure) {
-      if (failure instanceof ApiFailure && failure.unauthenticated) return;
+      if (mine !== generation || (failure instanceof ApiFailure && failure.unauthenticated)) return;
       showError(form, failure);
       replace(results);
     } finally {
