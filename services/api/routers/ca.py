@@ -11,26 +11,22 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from services.api.auth import Admin, Context
 from services.api.context import ApiContext
+from services.api.decisions import Verdict, decision_job, open_request, record_decision
 from services.api.envelope import ok
-from services.api.errors import Conflict, NotFound, ParameterError
+from services.api.errors import NotFound, ParameterError
 from services.api.jobs import job_row
 from services.api.ocsp import OCSPResponder
 from services.api.params import body_doc, parse
-from services.api.tokens import require_transition
 from services.api.waiter import await_outcome, states
-from shared.ca_jobs import Decision
 from shared.ca_material import chain_pems
-from shared.db.models import CAConnector, CAPublication, CARequest, Token, utcnow
+from shared.db.models import CAConnector, CAPublication, CARequest, Token
 from shared.echo import echo
-from shared.messaging.outbox import insert_outbox
-from shared.messaging.topology import CA_APPROVE, CA_DENY
 from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import SecretBox
-from shared.token_states import Trigger
 
 router = APIRouter(prefix="/ca", tags=["ca"])
 
@@ -117,59 +113,20 @@ async def deny(
 
 
 async def _decide(
-    ctx: ApiContext, ca: str, request_id: str, decision: str, admin: str, reason: str
+    ctx: ApiContext, ca: str, request_id: str, decision: Verdict, admin: str, reason: str
 ) -> JSONResponse:
-    async with ctx.db.read() as session:
-        held = await session.get(CARequest, request_id)
-        state: str | None = None
-        if held is not None:
-            state = await session.scalar(
-                select(Token.rollout_state).where(Token.serial == held.token_serial)
-            )
-    if held is None or held.ca != ca:
-        raise NotFound(f"request: CA {echo(ca)} has no request {echo(request_id)}")
-    _check_open(held)
-    trigger = Trigger.APPROVE if decision == "approve" else Trigger.DENY
-    require_transition("request", held.token_serial, state, trigger)
-    kind = CA_APPROVE if decision == "approve" else CA_DENY
-    job = Decision(request_id, ca, admin, reason)
+    held = await open_request(ctx.db, ca, request_id, decision)
+    kind, data = decision_job(held, decision, admin, reason)
     expected = ctx.waiter.expect(held.token_serial, states("enrolled", "denied", "failed"))
     try:
-        row = job_row(ctx, kind, request_id, job.to_data())
-        async with ctx.db.write() as session:
-            # The first decision wins; a second one (even a concurrent one) is a conflict.
-            changed = await session.execute(
-                update(CARequest)
-                .where(
-                    CARequest.id == request_id,
-                    CARequest.status == "pending",
-                    CARequest.decision.is_(None),
-                )
-                .values(decision=decision, decided_by=admin, decided_at=utcnow())
-            )
-            if not changed.rowcount:  # type: ignore[attr-defined]
-                current = await session.get(CARequest, request_id)
-                assert current is not None
-                _check_open(current)
-            await insert_outbox(session, [row])
+        row = job_row(ctx, kind, request_id, data)
+        await record_decision(ctx.db, held, decision, admin, row)
         await ctx.relay.send([row])
         detail = (await await_outcome(ctx, expected)).detail
     finally:
         ctx.waiter.discard(expected)
     detail["request_id"] = request_id
     return ok(True, detail)
-
-
-def _check_open(held: CARequest) -> None:
-    """409 unless a manager may still decide on *held*."""
-    if held.decision is not None:
-        raise Conflict(
-            f"request: {held.id!r} was already decided ({held.decision} by {held.decided_by})"
-        )
-    if held.status != "pending":
-        raise Conflict(f"request: {held.id!r} is {held.status}, not pending")
-    if held.kind != "approval":
-        raise Conflict(f"request: {held.id!r} is held by the CA itself; decide it there")
 
 
 # --- published without authentication --------------------------------------------------------

@@ -13,6 +13,7 @@ from services.api import audit
 from services.api.activation import TokenSelection, set_active
 from services.api.auth import Caller, Context
 from services.api.context import ApiContext
+from services.api.decisions import revocation
 from services.api.envelope import ok
 from services.api.errors import Forbidden
 from services.api.genkey import listed_pkcs12
@@ -132,8 +133,7 @@ async def revoke_token(request: Request, ctx: Context, caller: Caller) -> JSONRe
     data = await parse(request, TokenRevoke)
     token = await token_for(ctx, caller, data.serial)
     await require_action(ctx, caller, Action.REVOKE, token.username, token.realm)
-    require_transition("serial", token.serial, token.rollout_state, Trigger.REVOKE)
-    job = Retirement(data.serial, data.reason, caller.username)
+    job = revocation(token, data.reason, caller.username)
     return await _retire(ctx, CA_REVOKE, job, EventType.TOKEN_REVOKE)
 
 
