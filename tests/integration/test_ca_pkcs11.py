@@ -379,10 +379,12 @@ async def test_an_absent_token_is_retried_until_it_is_back(hsm: SoftHSM, tmp_pat
             assert shown["rollout_state"] == "enrolled", shown
 
 
-async def test_csr_out_makes_the_key_in_the_token_and_signs_the_csr_there(
-    hsm: SoftHSM, tmp_path: Path
-) -> None:
+async def test_a_token_key_under_the_organisations_root(hsm: SoftHSM, tmp_path: Path) -> None:
+    """ca create --csr-out makes the key in the token and signs the CSR there; once the root's
+    certificate is installed, the token signs what the CA issues."""
     from services.ca_worker.ca_create import create_ca_request
+    from services.ca_worker.ca_install import install_ca
+    from tests.integration.test_ca_org_root import make_root, sign_with_root
 
     settings = settings_for(tmp_path / "data")
     await prepare(settings)
@@ -398,17 +400,43 @@ async def test_csr_out_makes_the_key_in_the_token_and_signs_the_csr_there(
             pkcs11_uri=hsm.uri("issuing"),
             pkcs11_pin_file=str(hsm.pin_file),
         )
+        assert "cakey" not in made.connector.options
+        csr = x509.load_pem_x509_csr(made.csr.encode())
+        key = load_pkcs11_key("issuing", made.connector.options, settings.data_dir)
+        assert csr.public_key() == key.public_key()
+        assert isinstance(csr.public_key(), ec.EllipticCurvePublicKey)
+        assert csr.signature_hash_algorithm is not None
+        assert csr.signature_hash_algorithm.name == "sha384"
+        assert key.attributes["extractable"] is False
+        key.close()
+        (tmp_path / "issuing.csr").write_text(made.csr)
+        checked = openssl("req", "-in", str(tmp_path / "issuing.csr"), "-verify", "-noout")
+        assert "verify OK" in checked.stderr + checked.stdout, checked.stderr
+
+        root = make_root(tmp_path)
+        issued = sign_with_root(tmp_path, tmp_path / "issuing.csr", root, "issuing")
+        await install_ca(settings, db, "issuing", issued.read_bytes(), root[0].read_bytes())
     finally:
         await db.dispose()
-    assert "cakey" not in made.connector.options
-    csr = x509.load_pem_x509_csr(made.csr.encode())
-    key = load_pkcs11_key("issuing", made.connector.options, settings.data_dir)
-    assert csr.public_key() == key.public_key()
-    assert isinstance(csr.public_key(), ec.EllipticCurvePublicKey)
-    assert csr.signature_hash_algorithm is not None
-    assert csr.signature_hash_algorithm.name == "sha384"
-    assert key.attributes["extractable"] is False
-    key.close()
-    (tmp_path / "issuing.csr").write_text(made.csr)
-    checked = openssl("req", "-in", str(tmp_path / "issuing.csr"), "-verify", "-noout")
-    assert "verify OK" in checked.stderr + checked.stdout, checked.stderr
+
+    async with running_stack(settings) as stack:
+        token = await stack.admin_token()
+        async with stack.client(token) as client:
+            assert (await client.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
+            answer = await client.post(
+                "/token/init",
+                json={
+                    "request": make_csr("leaf"),
+                    "ca": "issuing",
+                    "user": "alice",
+                    "realm": "corp",
+                },
+            )
+    detail = answer.json()["detail"]
+    assert detail["rollout_state"] == "enrolled", answer.text
+    (tmp_path / "leaf.pem").write_text(detail["certificate"])
+    verified = openssl(
+        *("verify", "-CAfile", str(root[0]), "-untrusted", str(issued)),
+        str(tmp_path / "leaf.pem"),
+    )
+    assert verified.returncode == 0, verified.stderr + verified.stdout
