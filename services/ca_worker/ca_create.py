@@ -22,6 +22,7 @@ from services.ca_worker.keystores import (
     DEFAULT_KEY_STORE,
     KEY_STORES,
     CAKey,
+    close_ca_key,
     load_ca_key,
     signature_hash,
 )
@@ -88,7 +89,10 @@ async def create_local_ca(
     )
     async with claim(settings, db, name) as (ca_dir, written):
         key = await _make_key(settings, name, options, key_type, passphrase, ca_dir, written)
-        cacert = await asyncio.to_thread(_self_signed, key, ca_subject, days)
+        try:
+            cacert = await asyncio.to_thread(_self_signed, key, ca_subject, days)
+        finally:
+            await asyncio.to_thread(close_ca_key, key)
         write_new(ca_dir / "cacert.pem", cacert.encode(), written)
         row = CAConnector(name=name, type="local", options=options, cacert=cacert)
         async with db.write() as session:
@@ -116,7 +120,10 @@ async def create_ca_request(
     options[AWAITING_INSTALL] = True
     async with claim(settings, db, name) as (ca_dir, written):
         key = await _make_key(settings, name, options, key_type, passphrase, ca_dir, written)
-        csr = await asyncio.to_thread(_build_csr, key, ca_subject)
+        try:
+            csr = await asyncio.to_thread(_build_csr, key, ca_subject)
+        finally:
+            await asyncio.to_thread(close_ca_key, key)
         write_new(ca_dir / "ca.csr", csr.encode(), written)
         row = CAConnector(name=name, type="local", options=options, cacert="")
         async with db.write() as session:

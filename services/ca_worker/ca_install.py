@@ -20,7 +20,7 @@ from services.ca_worker.ca_create import (
     write_new,
 )
 from services.ca_worker.connectors.base import PermanentCAError
-from services.ca_worker.keystores import load_ca_key
+from services.ca_worker.keystores import close_ca_key, load_ca_key
 from shared.ca_material import AWAITING_INSTALL, CHAIN
 from shared.config import Settings
 from shared.db.models import CAConnector
@@ -163,7 +163,11 @@ async def install_ca(
         )
     except PermanentCAError as exc:
         raise InstallError(str(exc)) from None
-    checked = check_ca_certificate(certs[0], key.public_key(), chain)
+    try:
+        public_key = key.public_key()
+    finally:
+        await asyncio.to_thread(close_ca_key, key)
+    checked = check_ca_certificate(certs[0], public_key, chain)
     pem = cert_pem(checked.certificate)
     cacert_path = settings.data_dir / str(row.options.get("cacert") or f"ca/{name}/cacert.pem")
     await asyncio.to_thread(write_private, cacert_path, pem.encode())

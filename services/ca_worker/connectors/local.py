@@ -27,7 +27,7 @@ from services.ca_worker.connectors.base import (
     SignResult,
     Template,
 )
-from services.ca_worker.keystores import CAKey, load_ca_key, signature_hash
+from services.ca_worker.keystores import CAKey, close_ca_key, load_ca_key, signature_hash
 from services.ca_worker.keystores.file import option_path, read_file
 from shared.ca_material import chain_pems, not_ready_reason, public_urls
 from shared.identity import Decision, Owner, Refused, decide
@@ -128,6 +128,10 @@ class LocalConnector(Connector):
     async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         """Certify *csr_pem*; the work runs in a thread so the event loop stays free."""
         return await asyncio.to_thread(self._sign, csr_pem, template, owner)
+
+    async def close(self) -> None:
+        """Release what the key holds open (a token's session)."""
+        await asyncio.to_thread(close_ca_key, self._key)
 
     async def revoke(self, serial_number: str, reason: str) -> None:
         """Nothing to ask: a local CA's revocations are its database rows and its CRL."""

@@ -63,6 +63,13 @@ def load_ca_key(name: str, options: Mapping[str, Any], data_dir: Path, passphras
     return FileCAKey.load(name, options, data_dir, passphrase)
 
 
+def close_ca_key(key: CAKey) -> None:
+    """Release what a key holds open (a token session); a file key holds nothing."""
+    close = getattr(key, "close", None)
+    if callable(close):
+        close()
+
+
 def signature_hash(
     public_key: CertificatePublicKeyTypes,
 ) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
