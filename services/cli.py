@@ -301,7 +301,8 @@ async def _ca_create(settings: Settings, db: Database, args: argparse.Namespace)
             print(
                 f"CA connector {args.name!r} (type local) created, not ready: have the "
                 f"organisation's root sign {args.csr_out}, then "
-                f"`certtoken ca install {args.name} --cert FILE --chain FILE`"
+                f"`certtoken ca install {args.name} --cert FILE --chain FILE`",
+                file=sys.stderr,  # stdout may be the CSR itself (--csr-out -)
             )
             return
         connector = await create_local_ca(

@@ -203,7 +203,7 @@ async def test_a_ca_under_the_organisations_root(tmp_path: Path) -> None:
             "ca", "create", ORG_CA, "--csr-out", str(csr), "--subject", "/O=Example Org/CN=Org CA",
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
-        assert "not ready" in made.stdout
+        assert "not ready" in made.stderr
         listed = await asyncio.to_thread(certtoken, settings.data_dir, "ca", "list")
         assert f"{ORG_CA}\tlocal\tnot ready: waiting for ca install" in listed.stdout
 
