@@ -30,7 +30,8 @@ export default async function render(main) {
     required: true });
   const outcome = h("p", { class: "said", role: "status" });
   const submit = h("button", { type: "submit" }, "Send test mail");
-  const form = h("form", { class: "card", novalidate: true, "aria-labelledby": "test-mail-title" },
+  const form = h("form", { class: "card short-fields", novalidate: true,
+    "aria-labelledby": "test-mail-title" },
     h("h2", { id: "test-mail-title" }, "Send a test mail"),
     h("p", {}, "The mail is sent now, not queued: the answer is the server's own."),
     field("Through SMTP server", serverSelect).wrap,
