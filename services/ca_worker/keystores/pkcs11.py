@@ -292,6 +292,16 @@ class Pkcs11CAKey:
         with self._module.lock:
             self._drop()
 
+    def __del__(self) -> None:
+        # A connector replaced by a changed configuration drops its key without closing it;
+        # HSMs offer few sessions (a YubiHSM 2 has 16). Never wait for the lock in a finaliser.
+        module = getattr(self, "_module", None)
+        if module is not None and module.lock.acquire(blocking=False):
+            try:
+                self._drop()
+            finally:
+                module.lock.release()
+
     def _resign(
         self, draft: bytes, tbs: bytes | None, algorithm: Hash, replaced: bytes | None = None
     ) -> bytes:
