@@ -1,6 +1,7 @@
 """A CA under the organisation's root: CSR, install, enrollment, and what relying parties check.
 
-The organisation's root is made with openssl; certtoken's commands run as processes. With
+The organisation's root is made with openssl; `ca create` runs as a process, the other `ca`
+commands run their code in the test's process (a new interpreter each costs seconds). With
 CERTTOKEN_PUBLIC_URL pointing at the running api (plain HTTP, as openssl's -crl_download and
 ocsp fetch), openssl checks an issued certificate using only the URLs the certificate carries.
 """
@@ -30,6 +31,7 @@ from services.ca_worker.ca_install import InstallError, import_ca, install_ca
 from services.ca_worker.connectors.base import Issued, Template
 from services.ca_worker.connectors.local import LocalConnector
 from services.ca_worker.service import CAWorker
+from services.cli import CommandError, build_parser, cmd_ca
 from services.notifier.service import Notifier
 from services.runtime import broker_for
 from shared.config import Settings
@@ -72,6 +74,11 @@ def certtoken(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+async def ca_command(settings: Settings, *args: str) -> None:
+    """``certtoken ca ARGS`` in this process: the command's code without a new interpreter."""
+    await cmd_ca(settings, build_parser().parse_args(["ca", *args]))
 
 
 def make_root(workdir: Path, name: str = "root") -> tuple[Path, Path]:
@@ -189,7 +196,9 @@ async def check_where_it_says(stack: Stack, workdir: Path, root: Path, serial: s
     assert f"{leaf_path}: revoked" in await asyncio.to_thread(ocsp_check)
 
 
-async def test_a_ca_under_the_organisations_root(tmp_path: Path) -> None:
+async def test_a_ca_under_the_organisations_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A loaded machine may take seconds to make a key: the init answer waits for it.
     settings = settings_for(tmp_path / "data", init_wait_seconds=30)
     await prepare(settings)
@@ -204,8 +213,9 @@ async def test_a_ca_under_the_organisations_root(tmp_path: Path) -> None:
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
         assert "not ready" in made.stderr
-        listed = await asyncio.to_thread(certtoken, settings.data_dir, "ca", "list")
-        assert f"{ORG_CA}\tlocal\tnot ready: waiting for ca install" in listed.stdout
+        capsys.readouterr()
+        await ca_command(settings, "list")
+        assert f"{ORG_CA}\tlocal\tnot ready: waiting for ca install" in capsys.readouterr().out
 
         admin = await stack.admin_token()
         async with stack.client(admin) as client:
@@ -224,13 +234,10 @@ async def test_a_ca_under_the_organisations_root(tmp_path: Path) -> None:
 
             # The root signs; certtoken checks and installs; the ca_worker picks it up.
             cert = sign_with_root(tmp_path, csr, root, "orgca")
-            installed = await asyncio.to_thread(
-                certtoken,
-                settings.data_dir,
-                "ca", "install", ORG_CA, "--cert", str(cert), "--chain", str(root[0]),
-            )  # fmt: skip
-            assert installed.returncode == 0, installed.stderr
-            assert f"{ORG_CA!r} installed and ready" in installed.stdout
+            await ca_command(
+                settings, "install", ORG_CA, "--cert", str(cert), "--chain", str(root[0])
+            )
+            assert f"{ORG_CA!r} installed and ready" in capsys.readouterr().out
 
             answer = await client.post("/token/init", json=body)
             assert answer.status_code == 200, answer.text
@@ -285,7 +292,9 @@ async def test_a_ca_under_the_organisations_root(tmp_path: Path) -> None:
     )
 
 
-async def test_install_refuses_what_does_not_fit_and_import_adopts(tmp_path: Path) -> None:
+async def test_install_refuses_what_does_not_fit_and_import_adopts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = settings_for(tmp_path / "data")
     await prepare(settings)
     root = make_root(tmp_path)
@@ -321,13 +330,12 @@ async def test_install_refuses_what_does_not_fit_and_import_adopts(tmp_path: Pat
         assert row is not None and row.cacert == "" and row.options["awaiting_install"] is True
         assert not (settings.ca_dir / ORG_CA / "cacert.pem").exists()
         # The CLI says the same and changes nothing either.
-        cli = await asyncio.to_thread(
-            certtoken,
-            settings.data_dir,
-            "ca", "install", ORG_CA, "--cert", str(not_ca), "--chain", str(root[0]),
-        )  # fmt: skip
-        assert cli.returncode == 1
-        assert "not a CA certificate" in cli.stderr and "nothing was changed" in cli.stderr
+        with pytest.raises(CommandError) as cli:
+            await ca_command(
+                settings, "install", ORG_CA, "--cert", str(not_ca), "--chain", str(root[0])
+            )
+        assert "not a CA certificate" in str(cli.value)
+        assert "nothing was changed" in str(cli.value)
 
         # ca import: an existing CA under the root, its key encrypted (PKCS#8 and traditional).
         (tmp_path / "pass.txt").write_text("old-ca-passphrase\n")
@@ -337,13 +345,12 @@ async def test_install_refuses_what_does_not_fit_and_import_adopts(tmp_path: Pat
             "-out", str(existing_key),
         )  # fmt: skip
         assert "ENCRYPTED PRIVATE KEY" in existing_key.read_text()
-        imported = await asyncio.to_thread(
-            certtoken,
-            settings.data_dir,
-            "ca", "import", "adopted", "--cert", str(another_key), "--key", str(existing_key),
+        await ca_command(
+            settings,
+            "import", "adopted", "--cert", str(another_key), "--key", str(existing_key),
             "--chain", str(root[0]), "--key-passphrase-file", str(tmp_path / "pass.txt"),
         )  # fmt: skip
-        assert imported.returncode == 0, imported.stderr
+        assert "'adopted' (type local) imported and ready" in capsys.readouterr().out
         stored = (settings.ca_dir / "adopted" / "cakey.pem").read_bytes()
         assert b"ENCRYPTED PRIVATE KEY" in stored and stored != existing_key.read_bytes()
         with pytest.raises(InstallError, match="is encrypted; give its passphrase"):
