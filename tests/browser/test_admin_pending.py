@@ -98,6 +98,7 @@ def test_manager_approves_one_denies_another_and_the_owner_sees_it(ui: Ui) -> No
         f"Approved: the certificate for alice@corp's request {first['serial']} was issued."
     )
     expect(approve_card).to_have_count(0)
+    expect(outcome).to_be_focused()
     expect(owner_badge(owner, first["serial"])).to_have_text("enrolled")
     shot(manager, "manager-approved")
     shot(owner, "owner-enrolled")

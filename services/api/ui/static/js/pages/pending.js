@@ -95,7 +95,8 @@ export default async function render(main, ctx) {
   let generation = 0;
 
   function remember(text, failed) {
-    outcomes.prepend(h("li", { class: failed ? "said said-failed" : "said said-ok" }, text));
+    outcomes.prepend(h("li", { class: failed ? "said said-failed" : "said said-ok", tabindex: "-1" },
+      text));
     while (outcomes.children.length > 10) outcomes.lastElementChild.remove();
     ctx.announce(text);
   }
@@ -129,6 +130,10 @@ export default async function render(main, ctx) {
       for (const button of buttons) button.disabled = false;
     }
     await refreshSaying();
+    // The decided card is gone with the button that had the focus: keep it on the outcome.
+    if (!document.activeElement || document.activeElement === document.body) {
+      outcomes.firstElementChild?.focus();
+    }
   }
 
   function card(ca, request) {
