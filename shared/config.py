@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     superuser_realms: list[str] = Field(default=[])
     # --- ca_worker: processes that generate keys for genkey tokens; 0 = one per core ---
     keygen_workers: int = Field(default=0, ge=0, le=64)
+    # --- ca_worker: expiry notices (services/ca_worker/expiry.py) ---
+    # How often certificates nearing their end are looked for.
+    expiry_scan_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # A CA certificate with this many days left or fewer is reported (a ca_expiring event).
+    ca_expiry_warning_days: int = Field(default=90, ge=1, le=3650)
     # --- remote CA connectors: hosts and networks they may reach (shared.ca_hosts) ---
     ca_allowed_hosts: list[str] = Field(default=list(DEFAULT_ALLOWED))
     # --- per-client rate limits (services.api.ratelimit); 0 turns a route's limit off ---

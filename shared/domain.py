@@ -45,6 +45,9 @@ class EventType(StrEnum):
     TOKEN_DELETE = "token_delete"
     TOKEN_DISABLE = "token_disable"
     TOKEN_ENABLE = "token_enable"
+    # Expiry notices (certtoken's own): a token's certificate, or a CA's, nears its end.
+    CERTIFICATE_EXPIRING = "certificate_expiring"
+    CA_EXPIRING = "ca_expiring"
 
 
 JOB_CSR_SIGN = "csr.sign"

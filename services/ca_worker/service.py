@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from services.ca_worker.expiry import ExpiryScanner
 from services.ca_worker.handlers import JobRouter, SignHandler
 from services.ca_worker.keygen import KeyPool
 from services.ca_worker.lifecycle import Lifecycle
@@ -31,7 +32,7 @@ from shared.security import SecretBox
 
 
 class CAWorker:
-    """Starts the job consumer, the CA publisher and the outbox relay; stops them draining."""
+    """Starts the job consumer, CA publisher, expiry scan and outbox relay; stops them draining."""
 
     name = "ca_worker"
 
@@ -94,6 +95,12 @@ class CAWorker:
                 CA_DELETE: self.lifecycle.delete,
             }
         )
+        self.expiry = ExpiryScanner(
+            db,
+            self.relay,
+            period_seconds=settings.expiry_scan_seconds,
+            ca_warning_days=settings.ca_expiry_warning_days,
+        )
         self._broker = broker
         self._drain = settings.drain_seconds
         self._consumers: list[Consumer] = []
@@ -103,6 +110,7 @@ class CAWorker:
         self.relay.start()
         await self.publisher.refresh_all()
         self.publisher.start()
+        self.expiry.start()
         self._consumers.append(await self._broker.consume(CA_WORKER_QUEUE, self.router))
         # As many genkey jobs in hand as the pool has processes: the rest wait in their own
         # queue, never in the prefetch window that CSR and lifecycle jobs share.
@@ -116,6 +124,7 @@ class CAWorker:
         # Together: a queue still consuming while another drains would take new jobs.
         await asyncio.gather(*(consumer.stop(self._drain) for consumer in consumers))
         await self.keys.shutdown()
+        await self.expiry.stop()
         await self.publisher.stop()
         await self.relay.stop()
         await self.registry.close()

@@ -39,7 +39,12 @@ class QueueSpec:
 
 CA_WORKER_QUEUE = QueueSpec("certtoken.ca_worker", JOBS_EXCHANGE, (CSR_SIGN, *CA_JOBS))
 KEYGEN_QUEUE = QueueSpec("certtoken.ca_worker.keygen", JOBS_EXCHANGE, (CSR_GENKEY,))
-NOTIFIER_QUEUE = QueueSpec("certtoken.notifier", EVENTS_EXCHANGE, ("token.#",))
+# Expiry notices (shared.expiry): a token's certificate, or a CA's, nears its end.
+CERTIFICATE_EXPIRING = "certificate.expiring"
+CA_EXPIRING = "ca.expiring"
+NOTIFIER_QUEUE = QueueSpec(
+    "certtoken.notifier", EVENTS_EXCHANGE, ("token.#", CERTIFICATE_EXPIRING, CA_EXPIRING)
+)
 # An administrator's retry of a parked mail delivery.
 NOTIFIER_JOBS_QUEUE = QueueSpec("certtoken.notifier.jobs", JOBS_EXCHANGE, (MAIL_RETRY,))
 

@@ -19,6 +19,7 @@ from shared.notification.vocabulary import (
 REALM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
 _COMPARISON = re.compile(r"^\s*([A-Za-z0-9_.-]{1,64})\s*(==|>|<)\s*(\S(?:.*\S)?)\s*$", re.DOTALL)
 _MAX_VALUE = 1024
+MAX_THRESHOLD_DAYS = 3650
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -47,6 +48,7 @@ class Facts:
     result_status: str = ""
     detail_error_message: str = ""
     user_info: Mapping[str, Any] = field(default_factory=dict)
+    threshold_days: str = ""  # expiry notices only
 
 
 def normalize_conditions(raw: Mapping[str, Any]) -> dict[str, str]:
@@ -146,6 +148,16 @@ def _boolean(name: str, value: str | bool | int) -> str:
     return text
 
 
+def threshold_days(name: str, value: str | bool | int) -> str:
+    """A threshold in whole days, 1 to MAX_THRESHOLD_DAYS, as its decimal text."""
+    text = _text(name, value)
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_THRESHOLD_DAYS:
+        raise ConditionError(
+            name, f"{echo(text)} is not a whole number of days from 1 to {MAX_THRESHOLD_DAYS}"
+        )
+    return str(int(text))
+
+
 def _comparison(keys: tuple[str, ...] | None) -> Callable[[str, str | bool | int], str]:
     def check(name: str, value: str | bool | int) -> str:
         parsed = parse_comparison(_text(name, value))
@@ -181,6 +193,7 @@ _CHECKS: dict[str, Callable[[str, str | bool | int], str]] = {
     "result_value": _boolean,
     "result_status": _boolean,
     "detail_error_message": _regexp,
+    "threshold_days": threshold_days,
     "user_info": _comparison(USER_ATTRIBUTES),
 }
 
@@ -275,6 +288,14 @@ def _error_message(expected: str, facts: Facts) -> str | None:
     return f"{facts.detail_error_message!r} does not match {expected!r}"
 
 
+def _threshold(expected: str, facts: Facts) -> str | None:
+    if facts.threshold_days == expected:
+        return None
+    if not facts.threshold_days:
+        return "the event is no expiry notice"
+    return f"the notice is for {facts.threshold_days} days, not {expected}"
+
+
 _MATCHERS: dict[str, Callable[[str, Facts], str | None]] = {
     "rollout_state": _equal("rollout_state"),
     "tokentype": _tokentype,
@@ -286,5 +307,6 @@ _MATCHERS: dict[str, Callable[[str, Facts], str | None]] = {
     "result_value": _equal("result_value"),
     "result_status": _equal("result_status"),
     "detail_error_message": _error_message,
+    "threshold_days": _threshold,
     "user_info": _compared("user_info"),
 }

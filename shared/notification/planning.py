@@ -28,6 +28,9 @@ EVENT_INFO_KEYS = (
     "reason",
 )
 
+# What an expiry notice (certificate_expiring, ca_expiring) adds to its event's data.
+NOTICE_KEYS = ("days_left", "not_after", "threshold_days")
+
 
 @dataclass(frozen=True)
 class Person:
@@ -140,6 +143,7 @@ def facts(ctx: EventContext) -> Facts:
         result_status=truth(data.get("result_status")),
         detail_error_message=_text(data.get("detail_error_message")),
         user_info=user_info,
+        threshold_days=_text(data.get("threshold_days")),
     )
 
 
@@ -195,6 +199,8 @@ def tag_values(ctx: EventContext, recipient: Person | None) -> dict[str, str]:
     }
     for key in EVENT_INFO_KEYS:
         values[key] = _text(info.get(key))
+    for key in NOTICE_KEYS:
+        values[key] = _text(data.get(key))
     return values
 
 

@@ -76,6 +76,9 @@ TAGS: dict[str, str] = {
     "certificate_subject": "the subject of the issued certificate",
     "certificate_not_after": "the end of the certificate's validity",
     "reason": "why the CA refused or revoked",
+    "days_left": "expiry notices: whole days until the certificate expires",
+    "not_after": "expiry notices: when the certificate expires (ISO 8601, UTC)",
+    "threshold_days": "expiry notices: the threshold (days before expiry) of this notice",
 }
 
 CONDITIONS: dict[str, dict[str, Any]] = {
@@ -121,6 +124,12 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "detail_error_message": {
         "type": "regexp",
         "desc": "The error message the event reports matches this regular expression.",
+    },
+    "threshold_days": {
+        "type": "str",
+        "desc": "Expiry notices (certificate_expiring, ca_expiring): act on the notice sent this "
+        "many days before the certificate expires (1 to 3650); each threshold named by a "
+        "handler is notified once per certificate.",
     },
     "user_info": {
         "type": "str",

@@ -386,6 +386,7 @@ async def test_descriptions(admin: httpx.AsyncClient) -> None:
         "result_status",
         "detail_error_message",
         "user_info",
+        "threshold_days",
     } <= set(conditions)
     assert "pending" in conditions["rollout_state"]["value"]
     actions = value(await admin.get("/event/actions/UserNotification"))
@@ -407,6 +408,8 @@ async def test_descriptions(admin: httpx.AsyncClient) -> None:
         "token_delete",
         "token_disable",
         "token_enable",
+        "certificate_expiring",
+        "ca_expiring",
     ]
     assert value(await admin.get("/event/positions/UserNotification")) == ["post"]
     assert error(await admin.get("/event/actions/Nope"), 404).startswith("handlermodule:")

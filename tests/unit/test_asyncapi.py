@@ -31,18 +31,30 @@ def _channels() -> dict[str, dict[str, Any]]:
     return {c["address"]: c for c in DOC["channels"].values()}
 
 
+EXPIRY = {
+    EventType.CERTIFICATE_EXPIRING: "certificateExpiring",
+    EventType.CA_EXPIRING: "caExpiring",
+}
+
+
 def test_every_event_type_has_a_channel_on_the_events_exchange() -> None:
     channels = _channels()
     for event_type in EventType:
         channel = channels[event_routing_key(event_type)]
         assert channel["bindings"]["amqp"]["exchange"]["name"] == EVENTS_EXCHANGE
     enum = DOC["components"]["messages"]["tokenEvent"]["payload"]["allOf"][1]
-    assert set(enum["properties"]["type"]["enum"]) == {e.value for e in EventType}
+    assert set(enum["properties"]["type"]["enum"]) == {e.value for e in EventType} - set(EXPIRY)
+    for event_type, name in EXPIRY.items():
+        message = DOC["components"]["messages"][name]
+        assert message["payload"]["allOf"][1]["properties"]["type"]["const"] == event_type
+        key = event_routing_key(event_type)
+        assert key in NOTIFIER_QUEUE.routing_keys
+        assert f"binds {key}" in channels[key]["description"]
     assert CSR_SIGN in channels
     assert channels[CSR_SIGN]["bindings"]["amqp"]["exchange"]["name"] == JOBS_EXCHANGE
     assert CA_WORKER_QUEUE.name in channels[CSR_SIGN]["description"]
     assert "token.#" in channels["token.init"]["description"]
-    assert NOTIFIER_QUEUE.routing_keys == ("token.#",)
+    assert NOTIFIER_QUEUE.routing_keys[0] == "token.#"
     assert DOC["components"]["messages"]["csrSign"]["name"] == JOB_CSR_SIGN
 
 
@@ -106,3 +118,33 @@ def test_later_event_fields_are_documented() -> None:
     documented = SCHEMAS["tokenEventData"]["properties"]
     assert set(data) <= set(documented), set(data) - set(documented)
     assert {"previous_rollout_state", "admin", "revocation_reason"} <= set(data)
+
+
+def test_expiry_notice_fields_are_documented() -> None:
+    from cryptography import x509
+
+    from shared.db.models import Token
+    from shared.expiry import ca_notice, certificate_notice
+    from tests.support.pki import self_signed_pem
+
+    now = datetime.now(UTC)
+    token = Token(
+        serial="CRT0000000A",
+        tokentype="certificate",
+        username="alice",
+        realm="corp",
+        ca="localca",
+        template="",
+    )
+    info = {"certificate_serial": "ab", "certificate_not_after": now.isoformat()}
+    data = certificate_notice(token, info, now, 7, now)
+    documented = set(SCHEMAS["tokenEventData"]["properties"])
+    documented |= set(SCHEMAS["expiryNoticeData"]["properties"])
+    assert set(data) <= documented, set(data) - documented
+    assert set(SCHEMAS["expiryNoticeData"]["required"]) <= set(data)
+
+    cert = x509.load_pem_x509_certificate(self_signed_pem("Test CA").encode())
+    data = ca_notice("localca", cert, 90, now)
+    documented = set(SCHEMAS["caExpiringData"]["properties"])
+    documented |= set(SCHEMAS["expiryNoticeData"]["properties"])
+    assert set(data) == documented
