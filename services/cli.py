@@ -16,8 +16,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from services import __version__
+from services.command_error import CommandError as CommandError
 from services.maintenance.commands import HANDLERS as MAINTENANCE_HANDLERS
 from services.maintenance.commands import add_parsers as add_maintenance_parsers
+from services.operator_commands import HANDLERS as OPERATOR_HANDLERS
+from services.operator_commands import add_parsers as add_operator_parsers
+from services.operator_commands import print_json, print_table
 from shared.config import Settings
 from shared.db.session import Database
 from shared.files import private_dir
@@ -137,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = queue_sub.add_parser(action, help=text)
         cmd.add_argument("service", choices=sorted(QUEUES_BY_SERVICE), help="whose queue")
         cmd.add_argument("--limit", type=_positive_int, default=None, help="at most this many")
+        if action == "parked":
+            cmd.add_argument("--json", action="store_true", help="one JSON document on stdout")
     add_maintenance_parsers(sub)
+    add_operator_parsers(sub)
     return parser
 
 
@@ -151,10 +158,6 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive number")
     return value
-
-
-class CommandError(Exception):
-    """A user-facing error: printed without a traceback, exit status 1."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -400,11 +403,13 @@ async def cmd_queue(settings: Settings, args: argparse.Namespace) -> None:
     try:
         if args.queue_command == "parked":
             parked = await broker.peek_parked(spec, args.limit or 20)
-            for item in parked:
-                print(
-                    f"{item['message_id']}\t{item['type']}\tattempt {item['attempt']}\t"
-                    f"{item.get('error', '')}"
-                )
+            if args.json:
+                print_json({"queue": spec.parking, "parked": parked, "count": len(parked)})
+                return
+            print_table(
+                ("MESSAGE ID", "TYPE", "ATTEMPT", "ERROR"),
+                [(p["message_id"], p["type"], p["attempt"], p.get("error", "")) for p in parked],
+            )
             print(f"{len(parked)} parked message(s) shown from {spec.parking}", file=sys.stderr)
         else:
             moved = await broker.replay_parked(spec, args.limit)
@@ -537,6 +542,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any
     "ca": cmd_ca,
     "queue": cmd_queue,
     **MAINTENANCE_HANDLERS,
+    **OPERATOR_HANDLERS,
 }
 
 if __name__ == "__main__":
