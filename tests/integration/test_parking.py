@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -52,6 +53,13 @@ async def test_poison_job_is_parked_listed_and_replayed(tmp_path: Path, amqp_url
         assert message_id in listed.stdout
         assert "malformed csr.sign job" in listed.stdout
         assert await stack.broker.queue_depth(CA_WORKER_QUEUE.parking) == 1  # still parked
+        as_json = await asyncio.to_thread(cli, "queue", "parked", "ca_worker", "--json")
+        assert as_json.returncode == 0, as_json.stderr
+        doc = json.loads(as_json.stdout)
+        assert doc["queue"] == CA_WORKER_QUEUE.parking and doc["count"] == 1
+        [parked] = doc["parked"]
+        assert parked["message_id"] == message_id and parked["type"] == "csr.sign"
+        assert "malformed csr.sign job" in parked["error"]
 
         replayed = await asyncio.to_thread(cli, "queue", "replay", "ca_worker")
         assert replayed.returncode == 0, replayed.stderr
