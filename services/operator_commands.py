@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from sqlalchemy import func, select
 
+from shared.ca_jobs import REVOCATION_REASONS
 from shared.config import Settings
 from shared.db.models import (
     AuditEntry,
@@ -48,8 +49,6 @@ _DONE_STATES = {
 
 def add_parsers(sub: Any) -> None:
     """Add ``token`` and ``request`` to the CLI's subparsers *sub*."""
-    from services.api.routers.tokens import REVOCATION_REASONS
-
     token = sub.add_parser("token", help="list, show and revoke certificate tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     listing = token_sub.add_parser("list", help="tokens matching the filters, oldest first")

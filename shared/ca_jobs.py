@@ -43,6 +43,17 @@ class Decision(_Job):
     reason: str
 
 
+# The reasons a revocation may give (privacyIDEA's; RFC 5280 CRLReason names).
+REVOCATION_REASONS = (
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+)
+
+
 @dataclass(frozen=True)
 class Retirement(_Job):
     """``ca.revoke`` / ``ca.delete``: revoke a token's certificate (and delete the token)."""

@@ -25,7 +25,7 @@ from services.api.schemas import REALM
 from services.api.token_view import stored_states, token_view, with_pkcs12
 from services.api.tokens import page_links, require_transition, token_for
 from services.api.waiter import await_outcome, retired
-from shared.ca_jobs import Retirement
+from shared.ca_jobs import REVOCATION_REASONS, Retirement
 from shared.db.models import Token, User
 from shared.domain import EventType, RolloutState
 from shared.messaging.outbox import insert_outbox
@@ -107,15 +107,6 @@ async def list_tokens(
 
 
 # --- revocation and deletion ----------------------------------------------------------------
-
-REVOCATION_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-)
 
 
 class TokenRevoke(BaseModel):
