@@ -262,16 +262,19 @@ def _prompt_password() -> str:
 async def cmd_ca(settings: Settings, args: argparse.Namespace) -> None:
     """``ca create|install|import|list``."""
     from shared.ca_material import not_ready_reason
-    from shared.db.models import CAConnector
+    from shared.db.models import CAConnector, utcnow
+    from shared.expiry import ca_days_left_text
 
     await _migrate(settings)
     async with _database(settings) as db:
         if args.ca_command == "list":
+            now = utcnow()
             async with db.read() as session:
                 for row in await session.scalars(select(CAConnector).order_by(CAConnector.name)):
                     ready = not_ready_reason(row.name, row.options) is None
                     state = "ready" if ready else "not ready: waiting for ca install"
-                    print(f"{row.name}\t{row.type}\t{state}")
+                    left = ca_days_left_text(row.cacert, now, settings.ca_expiry_warning_days)
+                    print(f"{row.name}\t{row.type}\t{state}\t{left}")
             return
         if args.ca_command == "create":
             await _ca_create(settings, db, args)

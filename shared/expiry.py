@@ -100,3 +100,18 @@ def _notice(not_after: datetime, threshold: int, now: datetime) -> dict[str, Any
         "not_after": not_after.astimezone(UTC).isoformat(),
         "threshold_days": threshold,
     }
+
+
+def ca_days_left_text(pem: str, now: datetime, warning_days: int) -> str:
+    """How ``certtoken ca list`` reports a CA certificate's end: days left, and if that is soon."""
+    if not pem:
+        return "no certificate"
+    try:
+        not_after = x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
+    except ValueError:
+        return "certificate unreadable"
+    if not_after <= now:
+        return "expired"
+    left = days_left(not_after, now)
+    soon = f" (expiring: within {warning_days})" if not_after - now <= warning_days * DAY else ""
+    return f"{left} days left{soon}"

@@ -6,6 +6,7 @@ the notices go through the outbox to the notifier, which mails the token owner.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from datetime import timedelta
@@ -17,6 +18,7 @@ from sqlalchemy import select, update
 
 from services.ca_worker.ca_create import create_local_ca
 from services.ca_worker.expiry import ExpiryScanner
+from services.cli import cmd_ca
 from shared.config import Settings
 from shared.db.models import EventHandler, ExpiryNotice, OutboxMessage, Token, utcnow
 from shared.db.session import Database
@@ -263,7 +265,7 @@ async def test_one_mail_per_token_and_threshold_across_a_restart(
 
 
 async def test_a_ca_near_its_end_shows_in_metrics_and_is_notified_once(
-    tmp_path: Path, smtp_sink: SmtpSink
+    tmp_path: Path, smtp_sink: SmtpSink, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = settings_for(tmp_path / "data")
     await prepare(settings)
@@ -300,3 +302,8 @@ async def test_a_ca_near_its_end_shows_in_metrics_and_is_notified_once(
         assert gauges['ca="localca"'] > 3000
         [notice] = await _recorded(stack.db, "ca")
         assert (notice.subject, notice.threshold_days) == ("shortca", 90)
+    await cmd_ca(settings, argparse.Namespace(ca_command="list"))
+    listed = capsys.readouterr().out
+    rows = {line.split("\t")[0]: line.split("\t")[-1] for line in listed.splitlines()}
+    assert rows["shortca"] == "19 days left (expiring: within 90)"
+    assert rows["localca"].endswith(" days left")

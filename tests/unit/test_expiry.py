@@ -5,11 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
 
-from shared.expiry import DEFAULT_THRESHOLD_DAYS, days_left, due, parse_time, thresholds
+from shared.expiry import (
+    DEFAULT_THRESHOLD_DAYS,
+    ca_days_left_text,
+    days_left,
+    due,
+    parse_time,
+    thresholds,
+)
 from shared.notification.conditions import ConditionError, normalize_conditions
 from shared.notification.handlers import HandlerSpec
 from shared.notification.planning import EventContext, Person, plan
+from tests.support.pki import self_signed_pem
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 EXPIRING = "certificate_expiring"
@@ -92,3 +101,15 @@ def test_threshold_condition_selects_its_notice() -> None:
     assert plan([handler(1, "30")], other).verdicts[0].reason == (
         "threshold_days: the event is no expiry notice"
     )
+
+
+def test_ca_days_left_text() -> None:
+    pem = self_signed_pem("Test CA")
+    not_after = x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
+    assert ca_days_left_text(pem, not_after - timedelta(days=200, hours=1), 90) == "200 days left"
+    assert ca_days_left_text(pem, not_after - timedelta(days=9, hours=1), 90) == (
+        "9 days left (expiring: within 90)"
+    )
+    assert ca_days_left_text(pem, not_after, 90) == "expired"
+    assert ca_days_left_text("", NOW, 90) == "no certificate"
+    assert ca_days_left_text("junk", NOW, 90) == "certificate unreadable"
