@@ -185,6 +185,11 @@ def _write(
             os.link(temporary, output)
         except FileExistsError:
             raise BackupError(f"{output}: exists already; give a new file name") from None
+        directory = os.open(output.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
