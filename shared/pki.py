@@ -101,6 +101,15 @@ def _refused_hash(csr: x509.CertificateSigningRequest) -> str | None:
     return None
 
 
+# RFC 4514 has no short name for emailAddress; OpenSSL's is what people read and write.
+_NAME_OVERRIDES = {NameOID.EMAIL_ADDRESS: "emailAddress"}
+
+
+def name_text(name: x509.Name) -> str:
+    """*name* as RFC 4514 text, emailAddress by its name rather than its OID."""
+    return name.rfc4514_string(_NAME_OVERRIDES)
+
+
 def csr_summary(csr: x509.CertificateSigningRequest) -> CSRSummary:
     """Subject, SANs, key and signature hash of *csr*."""
     key_type, key_size, curve = key_info(csr.public_key())
@@ -109,7 +118,7 @@ def csr_summary(csr: x509.CertificateSigningRequest) -> CSRSummary:
     except UnsupportedAlgorithm:
         hash_alg = None
     return {
-        "subject": csr.subject.rfc4514_string(),
+        "subject": name_text(csr.subject),
         "sans": csr_sans(csr),
         "key_type": key_type,
         "key_size": key_size,

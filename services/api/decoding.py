@@ -16,6 +16,7 @@ from shared.pki import (
     general_name_text,
     key_info,
     load_certificate,
+    name_text,
     parse_csr,
     serial_hex,
 )
@@ -66,9 +67,9 @@ def certificate_summary(cert: x509.Certificate) -> dict[str, Any]:
     key_type, key_size, curve = key_info(cert.public_key())
     return {
         "kind": "certificate",
-        "subject": cert.subject.rfc4514_string(),
+        "subject": name_text(cert.subject),
         "sans": [general_name_text(name) for name in _extension(cert, x509.SubjectAlternativeName)],
-        "issuer": cert.issuer.rfc4514_string(),
+        "issuer": name_text(cert.issuer),
         "serial": serial_hex(cert.serial_number),
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),

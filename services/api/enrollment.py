@@ -43,7 +43,7 @@ from shared.messaging.topology import (
     JOBS_EXCHANGE,
     event_routing_key,
 )
-from shared.pki import CSRError, parse_csr
+from shared.pki import CSRError, name_text, parse_csr
 from shared.token_events import init_event_data
 from shared.token_states import SUBMITTED, Trigger, transition
 
@@ -321,7 +321,7 @@ def _decided(
         decision = decide(csr, size, name, options, owner, found.ca_types[request.ca])
     except (CSRError, Refused) as exc:
         raise ParameterError(str(exc)) from None
-    info = {**request.info, "subject": decision.subject.rfc4514_string()}
+    info = {**request.info, "subject": name_text(decision.subject)}
     if decision.sans:
         info["subject_alt_names"] = decision.san_texts()
     return dataclasses.replace(request, info=info)

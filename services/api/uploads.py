@@ -11,7 +11,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from services.api.errors import ParameterError
 from shared.attestation import parse_certificates, same_key
-from shared.pki import CSRError, cert_pem, certificate_id, parse_csr, serial_hex
+from shared.pki import CSRError, cert_pem, certificate_id, name_text, parse_csr, serial_hex
 
 PROOF_POLICY = "certificate_upload_require_proof"
 HELD = "certificate: another token holds this certificate already (same issuer and serial number)"
@@ -50,9 +50,9 @@ def uploaded_certificate(pem: str, now: datetime | None = None) -> UploadedCerti
             f"certificate: a CA certificate ({reason}) cannot be a token's certificate"
         )
     info = {
-        "subject": cert.subject.rfc4514_string(),
-        "certificate_subject": cert.subject.rfc4514_string(),
-        "certificate_issuer": cert.issuer.rfc4514_string(),
+        "subject": name_text(cert.subject),
+        "certificate_subject": name_text(cert.subject),
+        "certificate_issuer": name_text(cert.issuer),
         "certificate_serial": serial_hex(cert.serial_number),
         "certificate_not_after": cert.not_valid_after_utc.isoformat(),
     }

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ObjectIdentifier
 
-from shared.pki import KEY_TYPES, generate_private_key, signature_hash_for
+from shared.pki import KEY_TYPES, generate_private_key, name_text, signature_hash_for
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ def make_key(keytype: str, attributes: Attributes) -> NewKey:
             serialization.NoEncryption(),
         ),
         csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-        subject.rfc4514_string(),
+        name_text(subject),
     )
 
 

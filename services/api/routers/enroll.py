@@ -45,7 +45,7 @@ from shared.db.models import OutboxMessage, User
 from shared.domain import RolloutState
 from shared.jobs import SignRequest
 from shared.logs import correlation_id
-from shared.pki import CSRError, parse_csr
+from shared.pki import CSRError, name_text, parse_csr
 from shared.security import Identity
 
 router = APIRouter(prefix="/token", tags=["token"])
@@ -102,7 +102,7 @@ async def init_token(
         attested = check_attestation(*checked)
     info = {
         "description": data.description,
-        "subject": csr.subject.rfc4514_string(),
+        "subject": name_text(csr.subject),
         "enrolled_by": enrolled_by(caller),
         **attested,
     }

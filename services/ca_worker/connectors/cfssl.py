@@ -27,7 +27,7 @@ from services.ca_worker.connectors.base import (
 from shared.ca_hosts import HostPolicy, HostRefused, HostUnresolved
 from shared.cfssl_options import CfsslOptions
 from shared.identity import Decision, Owner, Refused, decide, differences
-from shared.pki import CSRError, cert_pem, load_certificate, parse_csr, serial_hex
+from shared.pki import CSRError, cert_pem, load_certificate, name_text, parse_csr, serial_hex
 
 # RFC 5280 reason names, as cfssl's revoke endpoint spells them.
 REASONS = frozenset(
@@ -142,7 +142,7 @@ class CfsslConnector(Connector):
         return Issued(
             certificate=cert_pem(cert),
             serial_number=serial_hex(cert.serial_number),
-            subject=cert.subject.rfc4514_string(),
+            subject=name_text(cert.subject),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             chain=(self._cacert,) if self._cacert else (),

@@ -36,6 +36,7 @@ from shared.pki import (
     cert_pem,
     key_info,
     load_certificate,
+    name_text,
     parse_csr,
     serial_hex,
 )
@@ -242,7 +243,7 @@ class LocalConnector(Connector):
         return Issued(
             certificate=cert_pem(cert),
             serial_number=serial_hex(cert.serial_number),
-            subject=cert.subject.rfc4514_string(),
+            subject=name_text(cert.subject),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             chain=self._chain,
