@@ -193,3 +193,15 @@ async def test_no_secret_enters_the_audit_log(stack: Stack) -> None:
     assert init_row.serial == enrolled.json()["detail"]["serial"]
     assert (init_row.role, init_row.caller) == ("user", "alice")
     assert (init_row.username, init_row.realm) == ("alice", "corp")
+
+
+async def test_a_revocation_records_the_serial_from_its_body(stack: Stack) -> None:
+    token = await stack.admin_token()
+    async with stack.client(token) as client:
+        missing = await client.post("/token/revoke", json={"serial": "CRT0000ABCD"})
+        assert missing.status_code == 404, missing.text
+    rows = await audit_rows(stack, 2)
+    revoke = rows[-1]
+    assert revoke.action == "POST /token/revoke" and not revoke.success
+    assert revoke.serial == "CRT0000ABCD"
+    assert (await _audit(stack, token, serial="CRT0000ABCD"))["count"] == 1

@@ -122,7 +122,10 @@ class TokenRevoke(BaseModel):
 async def revoke_token(request: Request, ctx: Context, caller: Caller) -> JSONResponse:
     """Revoke an enrolled token's certificate at its CA; the token becomes ``revoked``."""
     data = await parse(request, TokenRevoke)
+    # The serial is in the body, where the audit row does not look by itself.
+    audit.note(request, serial=data.serial)
     token = await token_for(ctx, caller, data.serial)
+    audit.note(request, user=token.username, realm=token.realm)
     await require_action(ctx, caller, Action.REVOKE, token.username, token.realm)
     job = revocation(token, data.reason, caller.username)
     return await _retire(ctx, CA_REVOKE, job, EventType.TOKEN_REVOKE)
