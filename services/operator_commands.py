@@ -517,10 +517,17 @@ def _error(message: str) -> Exception:
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
-    """The database the settings name, disposed of afterwards."""
+    """The database the settings name, disposed of afterwards; its errors said in one line."""
+    from sqlalchemy.exc import DBAPIError
+
     db = Database.for_settings(settings)
     try:
         yield db
+    except DBAPIError as exc:
+        raise _error(
+            f"database: {exc.orig} (is CERTTOKEN_DATABASE_URL or CERTTOKEN_DATA_DIR right, and "
+            "the database migrated with `certtoken db upgrade`?)"
+        ) from None
     finally:
         await db.dispose()
 

@@ -1,10 +1,12 @@
-"""The operator commands' arguments and table output (pure code)."""
+"""The operator commands: arguments, tables, and a database that is not there yet."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from services.cli import build_parser
+from services.cli import build_parser, main
 from services.operator_commands import print_table
 
 
@@ -46,3 +48,14 @@ def test_a_table_lines_up_and_keeps_one_line_per_row(capsys: pytest.CaptureFixtu
     print_table(("SERIAL", "USER"), [("CRT1", "alice"), ("CRT22", "bob\nsmith"), ("CRT3", "")])
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["SERIAL  USER", "CRT1    alice", "CRT22   bob smith", "CRT3    -"]
+
+
+def test_an_unmigrated_database_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CERTTOKEN_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("CERTTOKEN_DATABASE_URL", raising=False)
+    assert main(["token", "list", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("certtoken: database: no such table: token")
+    assert "certtoken db upgrade" in err and "Traceback" not in err
