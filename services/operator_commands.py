@@ -39,6 +39,7 @@ DEFAULT_LIMIT = 100
 DEFAULT_WAIT = 15.0
 _POLL_SECONDS = 0.2
 SOURCE = "certtoken/cli"
+_DECIDED = {"approve": "approved", "deny": "denied"}
 # What the ca_worker leaves a token in once it acted on each job.
 _DONE_STATES = {
     "approve": {RolloutState.ENROLLED, RolloutState.FAILED, RolloutState.DENIED},
@@ -379,7 +380,7 @@ async def _request_list(db: Database, args: argparse.Namespace) -> None:
                 f"{v['username']}@{v['realm']}" if v["username"] else "",
                 v["requester"],
                 v["time"][:16],
-                v["held_by"] if v["decision"] is None else f"ca ({v['decision']}d)",
+                v["held_by"] if v["decision"] is None else f"ca ({_DECIDED[v['decision']]})",
                 v["csr"].get("subject", v["csr"].get("error", "")),
             )
             for v in views
@@ -419,7 +420,7 @@ async def _request_decide(db: Database, args: argparse.Namespace) -> None:
     except ApiError as exc:
         raise _error(exc.message) from None
     state = await _wait_for(db, held.token_serial, _DONE_STATES[decision], args.wait)
-    verb = "approved" if decision == "approve" else "denied"
+    verb = _DECIDED[decision]
     _report(
         args,
         {
