@@ -118,6 +118,9 @@ class ExpiryScanner:
                 wanted = thresholds(handlers, EventType.CERTIFICATE_EXPIRING)
                 if wanted:
                     notices += await _token_notices(session, wanted, known, now)
+            # One order for every scanner: on PostgreSQL, racing inserts then wait on each other
+            # in turn instead of deadlocking.
+            notices.sort(key=lambda notice: notice.key)
             sent = 0
             for start in range(0, len(notices), _CHUNK):
                 sent += await self._record(notices[start : start + _CHUNK])
