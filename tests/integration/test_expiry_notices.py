@@ -29,8 +29,6 @@ from tests.support.pki import make_csr
 from tests.support.smtp import SmtpSink
 from tests.support.stack import Stack, prepare, running_stack, settings_for
 
-pytestmark = pytest.mark.smtp
-
 NOTICE = {"emailconfig": "mail", "To": "tokenowner"}
 SUBJECT = "{threshold_days} days: certificate {serial} ends {not_after} ({days_left} left)"
 
@@ -189,6 +187,7 @@ def _notices(sink: SmtpSink) -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.smtp
 async def test_one_mail_per_token_and_threshold_across_a_restart(
     expiry_settings: Settings, smtp_sink: SmtpSink
 ) -> None:
@@ -264,6 +263,7 @@ async def test_one_mail_per_token_and_threshold_across_a_restart(
 # --- CA certificates ---------------------------------------------------------------------------
 
 
+@pytest.mark.smtp
 async def test_a_ca_near_its_end_shows_in_metrics_and_is_notified_once(
     tmp_path: Path, smtp_sink: SmtpSink, capsys: pytest.CaptureFixture[str]
 ) -> None:
