@@ -351,7 +351,7 @@ async def cmd_request(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _request_list(db: Database, args: argparse.Namespace) -> None:
-    from services.api.routers.ca import request_view
+    from services.api.held_requests import request_view
 
     query = select(CARequest).where(CARequest.status == "pending")
     if args.ca:

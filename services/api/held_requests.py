@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import CARequest, Token
 from shared.domain import RolloutState
+from shared.pki import CSRError, csr_summary, parse_csr
 
 CERTTOKEN = "certtoken"
 CA = "ca"
@@ -28,4 +30,32 @@ async def held_by(session: AsyncSession, tokens: Sequence[Token]) -> dict[str, s
     return {
         serial: CERTTOKEN if kind == "approval" and decision is None else CA
         for serial, kind, decision in rows
+    }
+
+
+def request_view(row: CARequest, token_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A held request with its decoded CSR and what its token says of the key's attestation."""
+    info = token_info or {}
+    try:
+        csr: dict[str, Any] = dict(csr_summary(parse_csr(row.csr)))
+    except CSRError as exc:
+        csr = {"error": str(exc)}
+    return {
+        "request_id": row.id,
+        "ca": row.ca,
+        "serial": row.token_serial,
+        "template": row.template,
+        "status": row.status,
+        "held_by": "certtoken" if row.kind == "approval" else "ca",
+        "username": row.username,
+        "realm": row.realm,
+        "requester": row.requester,
+        "time": row.created_at.isoformat(),
+        "decision": row.decision,
+        "decided_by": row.decided_by,
+        "reason": row.reason,
+        "csr": csr,
+        "attestation_verified": bool(info.get("attestation_verified", False)),
+        "attestation_subject": str(info.get("attestation_subject", "")),
+        "attestation_issuer": str(info.get("attestation_issuer", "")),
     }

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from services.api.context import ApiContext
+from typing import TYPE_CHECKING
+
 from services.api.errors import ApiError, CAError, Conflict, Forbidden, Locked, NotFound
 from shared.db.models import Token
 from shared.echo import echo
 from shared.security import Identity
 from shared.token_states import ImpossibleTransition, Trigger, state_of, transition
+
+if TYPE_CHECKING:
+    # Annotations only: the CLI's decisions use this module without loading the api.
+    from services.api.context import ApiContext
 
 
 async def token_for(ctx: ApiContext, caller: Identity, serial: str) -> Token:

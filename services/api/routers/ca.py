@@ -18,6 +18,7 @@ from services.api.context import ApiContext
 from services.api.decisions import Verdict, decision_job, open_request, record_decision
 from services.api.envelope import ok
 from services.api.errors import NotFound, ParameterError
+from services.api.held_requests import request_view
 from services.api.jobs import job_row
 from services.api.ocsp import OCSPResponder
 from services.api.params import body_doc, parse
@@ -25,7 +26,6 @@ from services.api.waiter import await_outcome, states
 from shared.ca_material import chain_pems
 from shared.db.models import CAConnector, CAPublication, CARequest, Token
 from shared.echo import echo
-from shared.pki import CSRError, csr_summary, parse_csr
 from shared.security import SecretBox
 
 router = APIRouter(prefix="/ca", tags=["ca"])
@@ -41,34 +41,6 @@ class DenyBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     reason: str = Field(default="", max_length=1000)
-
-
-def request_view(row: CARequest, token_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A held request with its decoded CSR and what its token says of the key's attestation."""
-    info = token_info or {}
-    try:
-        csr: dict[str, Any] = dict(csr_summary(parse_csr(row.csr)))
-    except CSRError as exc:
-        csr = {"error": str(exc)}
-    return {
-        "request_id": row.id,
-        "ca": row.ca,
-        "serial": row.token_serial,
-        "template": row.template,
-        "status": row.status,
-        "held_by": "certtoken" if row.kind == "approval" else "ca",
-        "username": row.username,
-        "realm": row.realm,
-        "requester": row.requester,
-        "time": row.created_at.isoformat(),
-        "decision": row.decision,
-        "decided_by": row.decided_by,
-        "reason": row.reason,
-        "csr": csr,
-        "attestation_verified": bool(info.get("attestation_verified", False)),
-        "attestation_subject": str(info.get("attestation_subject", "")),
-        "attestation_issuer": str(info.get("attestation_issuer", "")),
-    }
 
 
 @router.get("/{name}/requests")
