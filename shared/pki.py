@@ -333,14 +333,21 @@ def generate_private_key(key_type: str) -> PrivateKey:
     raise ValueError(f"key_type: unknown {key_type!r}; choose one of {', '.join(KEY_TYPES)}")
 
 
-def signature_hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
-    """The hash a CA signs with: as strong as its key (SHA-384 for P-384)."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.key_size > 384:
+def signature_hash(
+    public_key: CertificatePublicKeyTypes,
+) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
+    """The hash a key signs with: as strong as the key (SHA-384 for P-384)."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.key_size > 384:
             return hashes.SHA512()
-        if key.curve.key_size > 256:
+        if public_key.curve.key_size > 256:
             return hashes.SHA384()
     return hashes.SHA256()
+
+
+def signature_hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
+    """:func:`signature_hash` of a private key."""
+    return signature_hash(key.public_key())
 
 
 def cert_pem(cert: x509.Certificate) -> str:

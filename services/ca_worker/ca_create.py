@@ -24,7 +24,6 @@ from services.ca_worker.keystores import (
     CAKey,
     close_ca_key,
     load_ca_key,
-    signature_hash,
 )
 from services.ca_worker.keystores.file import FileCAKey
 from shared.ca_material import AWAITING_INSTALL
@@ -38,6 +37,7 @@ from shared.pki import (
     cert_pem,
     generate_private_key,
     parse_subject,
+    signature_hash,
 )
 
 CA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

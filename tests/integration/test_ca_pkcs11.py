@@ -24,7 +24,6 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from services.ca_worker.connectors.base import PermanentCAError, TemporaryCAError
-from services.ca_worker.keystores import signature_hash
 from services.ca_worker.keystores.pkcs11 import (
     Pkcs11CAKey,
     generate_pkcs11_key,
@@ -34,6 +33,7 @@ from services.ca_worker.keystores.pkcs11 import (
 from shared.config import Settings
 from shared.db.models import CAConnector
 from shared.db.session import Database
+from shared.pki import signature_hash
 from tests.support.pki import make_csr
 from tests.support.procs import CERTTOKEN
 from tests.support.softhsm import SoftHSM, softhsm_token

@@ -27,7 +27,7 @@ from services.ca_worker.connectors.base import (
     SignResult,
     Template,
 )
-from services.ca_worker.keystores import CAKey, close_ca_key, load_ca_key, signature_hash
+from services.ca_worker.keystores import CAKey, close_ca_key, load_ca_key
 from services.ca_worker.keystores.file import option_path, read_file
 from shared.ca_material import chain_pems, not_ready_reason, public_urls
 from shared.identity import Decision, Owner, Refused, decide
@@ -39,6 +39,7 @@ from shared.pki import (
     name_text,
     parse_csr,
     serial_hex,
+    signature_hash,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)

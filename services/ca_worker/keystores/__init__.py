@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from services.ca_worker.connectors.base import PermanentCAError
@@ -68,15 +67,3 @@ def close_ca_key(key: CAKey) -> None:
     close = getattr(key, "close", None)
     if callable(close):
         close()
-
-
-def signature_hash(
-    public_key: CertificatePublicKeyTypes,
-) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
-    """The hash a CA signs with: as strong as its key (SHA-384 for P-384)."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        if public_key.curve.key_size > 384:
-            return hashes.SHA512()
-        if public_key.curve.key_size > 256:
-            return hashes.SHA384()
-    return hashes.SHA256()
