@@ -129,6 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file holding the key's passphrase (prompted for in a terminal when omitted)",
     )
     ca_sub.add_parser("list", help="list CA connectors and whether they are ready")
+    roll = ca_sub.add_parser(
+        "rollover",
+        help="give a local CA a new key and certificate; the old key answers for what it issued",
+        description="A self-signed CA gets its new certificate now; a CA under the "
+        "organisation's root (or with --csr-out) gets a CSR, completed by `certtoken ca "
+        "install`. New enrollments use the new key once it is active; the old key keeps "
+        "signing CRLs and OCSP answers for its certificates until the last of them expires.",
+    )
+    roll.add_argument("name")
+    roll.add_argument("--subject", help="the new certificate's subject (default: the current)")
+    roll.add_argument(
+        "--key-type", choices=KEY_TYPES, default=None, help="default: the current key's type"
+    )
+    roll.add_argument("--days", type=_positive_int, default=3650, help="validity in days")
+    roll.add_argument("--csr-out", metavar="FILE", help="write a CSR (PEM) for the root to sign")
+    roll.add_argument(
+        "--key-store", choices=("file", "pkcs11"), default=None, help="default: the current"
+    )
+    roll.add_argument("--pkcs11-uri", default="", help="the new key in the token (RFC 7512)")
+    roll.add_argument("--pin-file", default="", help="a file holding the token's user PIN")
 
     queue = sub.add_parser(
         "queue",
@@ -260,9 +280,10 @@ def _prompt_password() -> str:
 
 
 async def cmd_ca(settings: Settings, args: argparse.Namespace) -> None:
-    """``ca create|install|import|list``."""
-    from shared.ca_material import not_ready_reason
-    from shared.db.models import CAConnector, utcnow
+    """``ca create|install|import|list|rollover``."""
+    from services.ca_worker.ca_rollover import generation_state
+    from shared.ca_material import GENERATION, generation_of, not_ready_reason, pending_rollover
+    from shared.db.models import CAConnector, CAGeneration, utcnow
     from shared.expiry import ca_days_left_text
 
     await _migrate(settings)
@@ -270,16 +291,31 @@ async def cmd_ca(settings: Settings, args: argparse.Namespace) -> None:
         if args.ca_command == "list":
             now = utcnow()
             async with db.read() as session:
-                for row in await session.scalars(select(CAConnector).order_by(CAConnector.name)):
-                    ready = not_ready_reason(row.name, row.options) is None
-                    state = "ready" if ready else "not ready: waiting for ca install"
-                    left = ca_days_left_text(row.cacert, now, settings.ca_expiry_warning_days)
-                    print(f"{row.name}\t{row.type}\t{state}\t{left}")
+                rows = (await session.scalars(select(CAConnector).order_by(CAConnector.name))).all()
+                earlier = (
+                    await session.scalars(
+                        select(CAGeneration).order_by(CAGeneration.ca, CAGeneration.generation)
+                    )
+                ).all()
+            for row in rows:
+                ready = not_ready_reason(row.name, row.options) is None
+                state = "ready" if ready else "not ready: waiting for ca install"
+                pending = pending_rollover(row.options)
+                if pending is not None:
+                    state += f"; rollover to generation {pending[GENERATION]} pending: ca install"
+                left = ca_days_left_text(row.cacert, now, settings.ca_expiry_warning_days)
+                generation = generation_of(row.options)
+                tail = f"\tgeneration {generation}" if generation > 1 else ""
+                print(f"{row.name}\t{row.type}\t{state}\t{left}{tail}")
+                for old in (g for g in earlier if g.ca == row.name):
+                    print(f"  generation {old.generation}\t{generation_state(old)}")
             return
         if args.ca_command == "create":
             await _ca_create(settings, db, args)
         elif args.ca_command == "install":
             await _ca_install(settings, db, args)
+        elif args.ca_command == "rollover":
+            await _ca_rollover(settings, db, args)
         else:
             await _ca_import(settings, db, args)
 
@@ -336,6 +372,38 @@ async def _ca_install(settings: Settings, db: Database, args: argparse.Namespace
     except InstallError as exc:
         raise CommandError(f"{exc}; nothing was changed") from None
     print(f"CA {row.name!r} installed and ready")
+
+
+async def _ca_rollover(settings: Settings, db: Database, args: argparse.Namespace) -> None:
+    from services.ca_worker.ca_rollover import rollover_ca
+
+    if args.key_store == "file" and (args.pkcs11_uri or args.pin_file):
+        raise CommandError("--pkcs11-uri and --pin-file go with --key-store pkcs11")
+    try:
+        done = await rollover_ca(
+            settings,
+            db,
+            args.name,
+            subject=args.subject,
+            key_type=args.key_type,
+            days=args.days,
+            key_store=args.key_store,
+            pkcs11_uri=args.pkcs11_uri,
+            pkcs11_pin_file=_absolute(args.pin_file) if args.pin_file else "",
+            csr=bool(args.csr_out),
+        )
+    except ValueError as exc:
+        raise CommandError(f"{exc}; nothing was changed") from None
+    if done.csr:
+        _write_output(args.csr_out, done.csr)
+        print(
+            f"CA {args.name!r}: generation {done.generation}'s key made; the current key issues "
+            f"until `certtoken ca install {args.name} --cert FILE --chain FILE`",
+            file=sys.stderr,
+        )
+        return
+    print(f"CA {args.name!r} rolled over: generation {done.generation} issues from now on")
+    print(done.cacert, end="")
 
 
 async def _ca_import(settings: Settings, db: Database, args: argparse.Namespace) -> None:

@@ -9,6 +9,10 @@ from typing import Any
 AWAITING_INSTALL = "awaiting_install"
 # The certificates above the CA (PEM bundle, its issuer first, up to the root).
 CHAIN = "chain"
+# The CA's generation: 1 until the first `certtoken ca rollover`, then one more each time.
+GENERATION = "generation"
+# Set by `certtoken ca rollover --csr-out`: the next generation's key, awaiting `ca install`.
+ROLLOVER = "rollover"
 
 
 def not_ready_reason(name: str, options: Mapping[str, Any]) -> str | None:
@@ -21,6 +25,18 @@ def not_ready_reason(name: str, options: Mapping[str, Any]) -> str | None:
     return None
 
 
+def generation_of(options: Mapping[str, Any]) -> int:
+    """The CA's current generation (1 before any rollover)."""
+    value = options.get(GENERATION, 1)
+    return value if isinstance(value, int) and value > 0 else 1
+
+
+def pending_rollover(options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The next generation's key options while a rollover awaits `ca install`; else None."""
+    value = options.get(ROLLOVER)
+    return dict(value) if isinstance(value, Mapping) else None
+
+
 def chain_pems(options: Mapping[str, Any]) -> tuple[str, ...]:
     """The PEM certificates above the CA, issuer first (none for a root)."""
     value = options.get(CHAIN)
@@ -31,10 +47,19 @@ def chain_pems(options: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(f"{part}\n{marker}\n" for part in parts if part)
 
 
-def public_urls(public_url: str, name: str) -> dict[str, str] | None:
-    """The CRL, OCSP and CA-issuers URLs of CA *name* under *public_url*; None when it is off."""
+def public_urls(public_url: str, name: str, generation: int = 1) -> dict[str, str] | None:
+    """The CRL, OCSP and CA-issuers URLs of CA *name* under *public_url*; None when it is off.
+
+    Generation 1 keeps the plain URLs its certificates always named; a later generation's
+    certificates name its own CRL and CA certificate, so each URL stays one key's for good.
+    """
     if not public_url:
         return None
     base = f"{public_url}/ca/{name}"
+    own = "" if generation == 1 else f"/{generation}"
     # RFC 5280 4.2.2.1: caIssuers points at a DER certificate.
-    return {"crl": f"{base}/crl", "ocsp": f"{base}/ocsp", "ca_issuers": f"{base}/cacert?format=der"}
+    return {
+        "crl": f"{base}/crl{own}",
+        "ocsp": f"{base}/ocsp",
+        "ca_issuers": f"{base}/cacert{own}?format=der",
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -11,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 from sqlalchemy import select
 
-from shared.ca_material import chain_pems
-from shared.db.models import CAConnector, CAPublication, IssuedCertificate, utcnow
+from shared.ca_keyids import subject_key_id
+from shared.ca_material import chain_pems, generation_of
+from shared.db.models import CAConnector, CAGeneration, CAPublication, IssuedCertificate, utcnow
 from shared.db.session import Database
 from shared.pki import serial_hex
 from shared.security import SecretBox
@@ -31,6 +33,8 @@ class _Signer:
     # The CA's certificate and the intermediates above it, when it is not a root itself:
     # a client that trusts only the organisation's root can verify the responder.
     chain: tuple[x509.Certificate, ...] = ()
+    # The key identifier of the CA generation it answers for (its certificates' AKI).
+    key_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ class OCSPResponder:
     def __init__(self, db: Database, box: SecretBox) -> None:
         self._db = db
         self._box = box
-        self._signers: dict[str, _Signer] = {}
+        self._signers: dict[tuple[str, int], _Signer] = {}
 
     async def respond(self, ca: str, der: bytes) -> bytes:
         """The DER OCSP response to the DER request *der* about a certificate of *ca*."""
@@ -128,15 +132,40 @@ class OCSPResponder:
                     IssuedCertificate.serial_number == serial_hex(request.serial_number),
                 )
             )
+            earlier = (
+                await session.scalars(
+                    select(CAGeneration).where(
+                        CAGeneration.ca == ca,
+                        CAGeneration.retired_at.is_(None),
+                        CAGeneration.ocsp_cert != "",
+                    )
+                )
+            ).all()
         if publication is None or connector is None or not connector.cacert:
             return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
-        signer = self._signer(ca, publication, connector)
-        if issuer_hashes(signer.issuer, algorithm) != (
-            request.issuer_name_hash,
-            request.issuer_key_hash,
-        ):
-            # Not a certificate of this CA: RFC 6960 2.2 "unknown" fits an unrecognized issuer.
-            issued = None
+        asked = (request.issuer_name_hash, request.issuer_key_hash)
+        signer = self._current(ca, publication, connector)
+        if signer is None or issuer_hashes(signer.issuer, algorithm) != asked:
+            # An earlier generation's certificate: that generation's responder answers.
+            found = next(
+                (
+                    self._earlier(row)
+                    for row in earlier
+                    if issuer_hashes(x509.load_pem_x509_certificate(row.cacert.encode()), algorithm)
+                    == asked
+                ),
+                None,
+            )
+            if found is not None:
+                signer = found
+            elif signer is None:
+                # Rolled over a moment ago: the new key's responder is being made.
+                return unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
+            else:
+                # Not a certificate of this CA: RFC 6960 2.2 "unknown" fits an unknown issuer.
+                issued = None
+        if issued is not None and issued.issuer_key_id not in (None, signer.key_id):
+            issued = None  # that serial is another generation's
         status = CertStatus(ocsp.OCSPCertStatus.UNKNOWN)
         if issued is not None and issued.revoked_at is not None:
             status = CertStatus(
@@ -148,24 +177,51 @@ class OCSPResponder:
             status = CertStatus(ocsp.OCSPCertStatus.GOOD)
         return build_response(request, signer, status, utcnow())
 
-    def _signer(self, ca: str, publication: CAPublication, connector: CAConnector) -> _Signer:
-        cached = self._signers.get(ca)
-        if cached is not None and cached.pem == publication.ocsp_cert:
+    def _current(
+        self, ca: str, publication: CAPublication, connector: CAConnector
+    ) -> _Signer | None:
+        """The current generation's signer; None while its responder is still the previous."""
+        generation = generation_of(connector.options)
+        if publication.generation != generation:
+            return None
+        return self._signer(
+            (ca, generation),
+            publication.ocsp_cert,
+            publication.ocsp_key,
+            connector.cacert,
+            connector.options,
+        )
+
+    def _earlier(self, row: CAGeneration) -> _Signer:
+        """The signer of an earlier generation that still answers for its certificates."""
+        return self._signer(
+            (row.ca, row.generation), row.ocsp_cert, row.ocsp_key, row.cacert, row.options
+        )
+
+    def _signer(
+        self,
+        which: tuple[str, int],
+        ocsp_cert: str,
+        ocsp_key: str,
+        cacert: str,
+        options: dict[str, Any],
+    ) -> _Signer:
+        cached = self._signers.get(which)
+        if cached is not None and cached.pem == ocsp_cert:
             return cached
-        key = serialization.load_pem_private_key(self._box.open(publication.ocsp_key), None)
+        key = serialization.load_pem_private_key(self._box.open(ocsp_key), None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError("OCSP responder key must be EC")
-        issuer = x509.load_pem_x509_certificate(connector.cacert.encode())
-        above = [
-            x509.load_pem_x509_certificate(pem.encode()) for pem in chain_pems(connector.options)
-        ]
+        issuer = x509.load_pem_x509_certificate(cacert.encode())
+        above = [x509.load_pem_x509_certificate(pem.encode()) for pem in chain_pems(options)]
         intermediates = tuple(c for c in above if c.issuer != c.subject)
         signer = _Signer(
-            pem=publication.ocsp_cert,
-            cert=x509.load_pem_x509_certificate(publication.ocsp_cert.encode()),
+            pem=ocsp_cert,
+            cert=x509.load_pem_x509_certificate(ocsp_cert.encode()),
             key=key,
             issuer=issuer,
+            key_id=subject_key_id(issuer),
             chain=(issuer, *intermediates) if above else (),
         )
-        self._signers[ca] = signer
+        self._signers[which] = signer
         return signer

@@ -21,7 +21,7 @@ from services.ca_worker.ca_create import (
 )
 from services.ca_worker.connectors.base import PermanentCAError
 from services.ca_worker.keystores import close_ca_key, load_ca_key
-from shared.ca_material import AWAITING_INSTALL, CHAIN
+from shared.ca_material import AWAITING_INSTALL, CHAIN, pending_rollover
 from shared.config import Settings
 from shared.db.models import CAConnector
 from shared.db.session import Database
@@ -146,11 +146,16 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 async def install_ca(
     settings: Settings, db: Database, name: str, cert_data: bytes, chain_data: bytes = b""
 ) -> CAConnector:
-    """Install the certificate the root issued for CA *name*; then it is ready."""
+    """Install the certificate the root issued for CA *name* (or for its pending rollover's
+    key); then it is ready."""
     async with db.read() as session:
         row = await session.get(CAConnector, name)
     if row is None or row.type != "local":
         raise InstallError(f"name: no local CA connector named {name!r}")
+    if pending_rollover(row.options) is not None:
+        from services.ca_worker.ca_rollover import complete_rollover
+
+        return await complete_rollover(settings, db, name, cert_data, chain_data)
     if not row.options.get(AWAITING_INSTALL):
         raise InstallError(f"name: CA {name!r} has its certificate already (nothing to install)")
     certs = read_certificates("cert", cert_data)

@@ -29,6 +29,7 @@ from services.ca_worker.precheck import postcheck
 from services.ca_worker.registry import ConnectorRegistry
 from services.ca_worker.tokenkeys import SECRETS_DROPPED, TokenKeys
 from shared.ca_jobs import Decision, Poll, Retirement
+from shared.ca_keyids import issuer_key_id_of
 from shared.db.models import (
     CARequest,
     IssuedCertificate,
@@ -433,4 +434,5 @@ def _issued_row(ca: str, serial: str, issued: Issued, now: Any) -> IssuedCertifi
         not_after=issued.not_after,
         certificate=issued.certificate,
         created_at=now,
+        issuer_key_id=issuer_key_id_of(issued.certificate),
     )

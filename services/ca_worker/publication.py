@@ -11,11 +11,13 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ca_worker.connectors.local import LocalConnector
 from services.ca_worker.registry import ConnectorRegistry
-from shared.db.models import CAPublication, IssuedCertificate, utcnow
+from shared.ca_keyids import subject_key_id
+from shared.db.models import CAGeneration, CAPublication, IssuedCertificate, utcnow
 from shared.db.session import Database
 from shared.pki import cert_pem
 from shared.security import SecretBox
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 CRL_LIFETIME = timedelta(days=1)
 RESPONDER_LIFETIME = timedelta(days=30)
 CHECK_SECONDS = 300.0
+# A generation without certificates is retired only after this: one being issued with its key
+# as the rollover lands is recorded by then.
+RETIRE_GRACE = timedelta(minutes=10)
 _ATTEMPTS = 3
 
 
@@ -98,7 +103,8 @@ class Publisher:
         self._check = check_seconds
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
-        self._known: set[str] = set()
+        self._known: set[tuple[str, int | None]] = set()
+        self._earlier: dict[tuple[str, int], LocalConnector] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -116,40 +122,50 @@ class Publisher:
                 await task
         self._task = None
         self._background.clear()
+        for connector in self._earlier.values():
+            with contextlib.suppress(Exception):
+                await connector.close()
+        self._earlier.clear()
 
     def ensure(self, ca: str) -> None:
-        """Publish for *ca* soon if this worker has not yet (a CA created while it runs)."""
-        if ca in self._known:
+        """Publish for *ca* soon if this worker has not yet for its generation (a CA created or
+        rolled over while it runs)."""
+        known = (ca, self._registry.loaded_generation(ca))
+        if known in self._known:
             return
-        self._known.add(ca)
-        task = asyncio.create_task(self._refresh_logged(ca), name=f"publish {ca}")
+        self._known.add(known)
+        task = asyncio.create_task(self._refresh_logged(known), name=f"publish {ca}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _refresh_logged(self, ca: str) -> None:
+    async def _refresh_logged(self, known: tuple[str, int | None]) -> None:
+        ca = known[0]
         try:
             await self.refresh(ca)
         except Exception as exc:
-            self._known.discard(ca)
+            self._known.discard(known)
             log.warning("could not publish for CA", extra={"ca": ca, "error": repr(exc)})
 
     async def refresh_all(self) -> None:
         """Refresh what every local CA publishes; one CA's failure does not stop the others."""
         for name in await self._registry.local_names():
-            self._known.add(name)
+            self._known.add((name, self._registry.loaded_generation(name)))
             try:
                 await self.refresh(name)
             except Exception as exc:
                 log.warning("could not publish for CA", extra={"ca": name, "error": repr(exc)})
 
     async def refresh(self, ca: str) -> None:
-        """Rebuild the CRL and responder of local CA *ca* when they are stale."""
+        """Rebuild the CRL and responder of local CA *ca* when they are stale, and those of its
+        earlier generations still answering for certificates; retire those with none left."""
         lock = self._locks.setdefault(ca, asyncio.Lock())
         async with lock:
             for _ in range(_ATTEMPTS):
                 if await self._refresh_once(ca):
-                    return
-            log.warning("another worker kept publishing meanwhile", extra={"ca": ca})
+                    break
+            else:
+                log.warning("another worker kept publishing meanwhile", extra={"ca": ca})
+            await self._refresh_earlier(ca)
 
     async def _refresh_once(self, ca: str) -> bool:
         """One read-build-write round; False when another writer published meanwhile."""
@@ -157,23 +173,24 @@ class Publisher:
         if not isinstance(connector, LocalConnector):
             return True
         now = utcnow()
+        # Rows recorded before key ids were kept are the first generation's, and a CA with
+        # earlier generations had its rows' key ids filled in by the rollover.
+        issued_here = or_(
+            IssuedCertificate.issuer_key_id == subject_key_id(connector.certificate),
+            IssuedCertificate.issuer_key_id.is_(None),
+        )
         async with self._db.read() as session:
             row = await session.get(CAPublication, ca)
             latest = await session.scalar(
                 select(func.max(IssuedCertificate.revoked_at)).where(IssuedCertificate.ca == ca)
             )
             crl_due = needs_crl(row, latest, now)
-            revoked = []
-            if crl_due:
-                result = await session.execute(
-                    select(
-                        IssuedCertificate.serial_number,
-                        IssuedCertificate.revoked_at,
-                        IssuedCertificate.revocation_reason,
-                    ).where(IssuedCertificate.ca == ca, IssuedCertificate.revoked_at.is_not(None))
-                )
-                revoked = [Revoked(s, at, r or "") for s, at, r in result if at is not None]
-        responder_due = needs_responder(row, now)
+            if row is not None and row.generation != connector.generation:
+                crl_due = True  # the publication is the previous key's: sign afresh
+            revoked = await _revoked(session, ca, issued_here) if crl_due else []
+        responder_due = needs_responder(row, now) or (
+            row is not None and row.generation != connector.generation
+        )
         if not crl_due and not responder_due:
             return True
         number = (row.crl_number if row else 0) + (1 if crl_due else 0)
@@ -196,9 +213,96 @@ class Publisher:
                 current.crl_next_update = now + CRL_LIFETIME
             if responder is not None:
                 current.ocsp_cert, current.ocsp_key, current.ocsp_not_after = responder
+            current.generation = connector.generation
             current.updated_at = now
         log.info("CA publication refreshed", extra={"ca": ca, "crl_number": number})
         return True
+
+    async def _refresh_earlier(self, ca: str) -> None:
+        """Publish for, or retire, each earlier generation of *ca* not yet retired."""
+        async with self._db.read() as session:
+            rows = (
+                await session.scalars(
+                    select(CAGeneration).where(
+                        CAGeneration.ca == ca, CAGeneration.retired_at.is_(None)
+                    )
+                )
+            ).all()
+        for row in rows:
+            try:
+                await self._refresh_generation(row)
+            except Exception as exc:
+                log.warning(
+                    "could not publish for an earlier CA generation",
+                    extra={"ca": ca, "generation": row.generation, "error": repr(exc)},
+                )
+
+    async def _refresh_generation(self, row: CAGeneration) -> None:
+        """One earlier generation: retired when none of its certificates is unexpired."""
+        now = utcnow()
+        ca, generation = row.ca, row.generation
+        issued_here = IssuedCertificate.issuer_key_id == row.key_id
+        async with self._db.read() as session:
+            last = await session.scalar(
+                select(func.max(IssuedCertificate.not_after)).where(
+                    IssuedCertificate.ca == ca, issued_here
+                )
+            )
+            latest = await session.scalar(
+                select(func.max(IssuedCertificate.revoked_at)).where(
+                    IssuedCertificate.ca == ca, issued_here
+                )
+            )
+            crl_due = (
+                row.crl is None
+                or row.crl_next_update is None
+                or row.crl_this_update is None
+                or row.crl_next_update - now < CRL_LIFETIME / 2
+                or (latest is not None and latest >= row.crl_this_update)
+            )
+            revoked = await _revoked(session, ca, issued_here) if crl_due else []
+        if (last is None or last <= now) and now - row.superseded_at > RETIRE_GRACE:
+            await self._retire(row, now)
+            return
+        responder_due = row.ocsp_not_after is None or (
+            row.ocsp_not_after - now < RESPONDER_LIFETIME / 2
+        )
+        if not crl_due and not responder_due:
+            return
+        connector = self._earlier.get((ca, generation))
+        if connector is None:
+            connector = await asyncio.to_thread(self._registry.load_local, ca, row.options)
+            self._earlier[(ca, generation)] = connector
+        number = row.crl_number + (1 if crl_due else 0)
+        crl, responder = await asyncio.to_thread(
+            self._build, connector, revoked, number, now, crl_due, responder_due
+        )
+        async with self._db.write() as session:
+            current = await session.get(CAGeneration, row.id, with_for_update=True)
+            if current is None or current.crl_number != row.crl_number:
+                return  # another worker published meanwhile
+            if crl is not None:
+                current.crl_number = number
+                current.crl = crl
+                current.crl_this_update = now
+                current.crl_next_update = now + CRL_LIFETIME
+            if responder is not None:
+                current.ocsp_cert, current.ocsp_key, current.ocsp_not_after = responder
+        log.info(
+            "CA publication refreshed",
+            extra={"ca": ca, "generation": generation, "crl_number": number},
+        )
+
+    async def _retire(self, row: CAGeneration, now: datetime) -> None:
+        """No certificate of this generation is unexpired: no more CRLs or OCSP for it."""
+        async with self._db.write() as session:
+            current = await session.get(CAGeneration, row.id)
+            if current is not None and current.retired_at is None:
+                current.retired_at = now
+        connector = self._earlier.pop((row.ca, row.generation), None)
+        if connector is not None:
+            await connector.close()
+        log.info("CA generation retired", extra={"ca": row.ca, "generation": row.generation})
 
     def _build(
         self,
@@ -238,3 +342,17 @@ class Publisher:
                 raise
             except Exception as exc:
                 log.warning("CA publication check failed", extra={"error": repr(exc)})
+
+
+async def _revoked(
+    session: AsyncSession, ca: str, issued_here: ColumnElement[bool]
+) -> list[Revoked]:
+    """The revoked certificates of *ca* that *issued_here* selects (one key's)."""
+    result = await session.execute(
+        select(
+            IssuedCertificate.serial_number,
+            IssuedCertificate.revoked_at,
+            IssuedCertificate.revocation_reason,
+        ).where(IssuedCertificate.ca == ca, IssuedCertificate.revoked_at.is_not(None), issued_here)
+    )
+    return [Revoked(s, at, r or "") for s, at, r in result if at is not None]

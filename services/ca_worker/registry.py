@@ -95,6 +95,19 @@ class ConnectorRegistry:
             )
             return [name for name, options in rows if not_ready_reason(name, options) is None]
 
+    def loaded_generation(self, name: str) -> int | None:
+        """The generation of local CA *name* as last loaded here; None when not loaded."""
+        entry = self._loaded.get(name)
+        if entry is None or not isinstance(entry.connector, LocalConnector):
+            return None
+        return entry.connector.generation
+
+    def load_local(self, name: str, options: dict[str, object]) -> LocalConnector:
+        """A local CA's earlier generation, from the key store options kept with it (blocking)."""
+        return LocalConnector.load(
+            name, options, self._data_dir, self._passphrase, self._public_url
+        )
+
     async def close(self) -> None:
         """Close every loaded connector."""
         for entry in self._loaded.values():

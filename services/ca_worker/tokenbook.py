@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import outcome
 from shared.batching import Batcher
+from shared.ca_keyids import issuer_key_id_of
 from shared.db.models import (
     CARequest,
     IssuedCertificate,
@@ -189,4 +190,5 @@ def _issued_values(job: SignRequest, result: Issued, now: Any) -> dict[str, Any]
         "not_after": result.not_after,
         "certificate": result.certificate,
         "created_at": now,
+        "issuer_key_id": issuer_key_id_of(result.certificate),
     }

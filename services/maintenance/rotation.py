@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from shared.config import Settings
-from shared.db.models import Base, CAConnector, CAPublication, SmtpServer, TokenKey
+from shared.db.models import Base, CAConnector, CAGeneration, CAPublication, SmtpServer, TokenKey
 from shared.db.session import Database
 from shared.keyring import keys_of, ring_text
 from shared.security import SecretBox
@@ -38,6 +38,7 @@ SEALED: tuple[tuple[type[Base], tuple[str, ...]], ...] = (
     (TokenKey, ("private_key", "password", "pkcs12")),
     (CAConnector, ("secrets",)),
     (CAPublication, ("ocsp_key",)),
+    (CAGeneration, ("ocsp_key",)),
     (SmtpServer, ("password",)),
 )
 _PAGE = 200

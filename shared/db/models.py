@@ -132,7 +132,10 @@ class IssuedCertificate(Base):
     """A certificate a local CA issued; one per token at most. Written by: ca_worker."""
 
     __tablename__ = "issued_certificate"
-    __table_args__ = (UniqueConstraint("ca", "serial_number", name="uq_issued_ca_serial"),)
+    __table_args__ = (
+        UniqueConstraint("ca", "serial_number", name="uq_issued_ca_serial"),
+        Index("ix_issued_ca_key_id", "ca", "issuer_key_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ca: Mapped[str] = mapped_column(String(120), ForeignKey("caconnector.name"))
@@ -145,6 +148,8 @@ class IssuedCertificate(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     revocation_reason: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The key identifier (hex) of the CA key that signed it: which CA generation answers for it.
+    issuer_key_id: Mapped[str | None] = mapped_column(String(128), default=None)
 
 
 class OutboxMessage(Base):
@@ -221,6 +226,34 @@ class CAPublication(Base):
     ocsp_key: Mapped[str] = mapped_column(Text)
     ocsp_not_after: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The CA generation whose key signed the CRL and the responder certificate.
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class CAGeneration(Base):
+    """A local CA's key and certificate replaced by a rollover, answering for what it issued
+    (its CRL and OCSP responder, key sealed) until retired. Written by: cli (rollover),
+    ca_worker (publication, retirement)."""
+
+    __tablename__ = "ca_generation"
+    __table_args__ = (UniqueConstraint("ca", "generation", name="uq_ca_generation"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca: Mapped[str] = mapped_column(String(120), ForeignKey("caconnector.name"))
+    generation: Mapped[int] = mapped_column(Integer)
+    cacert: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(128))
+    # The key store options (cakey or pkcs11_uri, cacert path, chain) of that generation.
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    crl_number: Mapped[int] = mapped_column(Integer, default=0)
+    crl: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    crl_this_update: Mapped[datetime | None] = mapped_column(default=None)
+    crl_next_update: Mapped[datetime | None] = mapped_column(default=None)
+    ocsp_cert: Mapped[str] = mapped_column(Text, default="")
+    ocsp_key: Mapped[str] = mapped_column(Text, default="")
+    ocsp_not_after: Mapped[datetime | None] = mapped_column(default=None)
+    superseded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 # --- notifier ---

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.auth import Admin, Context
 from services.api.context import ApiContext
@@ -23,8 +24,8 @@ from services.api.jobs import job_row
 from services.api.ocsp import OCSPResponder
 from services.api.params import body_doc, parse
 from services.api.waiter import await_outcome, states
-from shared.ca_material import chain_pems
-from shared.db.models import CAConnector, CAPublication, CARequest, Token
+from shared.ca_material import chain_pems, generation_of
+from shared.db.models import CAConnector, CAGeneration, CAPublication, CARequest, Token
 from shared.echo import echo
 from shared.security import SecretBox
 
@@ -117,16 +118,44 @@ async def cacert(
         connector = await session.get(CAConnector, name)
     if connector is None or not connector.cacert:
         raise NotFound(f"ca: no CA certificate for {echo(name)}")
+    return _certificate(connector.cacert, chain_pems(connector.options), format, chain)
+
+
+@router.get("/{name}/cacert/{generation}")
+async def cacert_of_generation(
+    name: str,
+    generation: int,
+    ctx: Context,
+    format: Literal["pem", "der"] = Query(default="pem"),
+    chain: bool = Query(default=False),
+) -> Response:
+    """The certificate of one generation of the CA (the current one, or one a rollover
+    replaced), as ``/cacert`` answers it."""
+    async with ctx.db.read() as session:
+        connector = await session.get(CAConnector, name)
+        earlier = await _generation(session, name, generation)
+    if (
+        connector is not None
+        and connector.cacert
+        and generation_of(connector.options) == generation
+    ):
+        return _certificate(connector.cacert, chain_pems(connector.options), format, chain)
+    if connector is None or earlier is None:
+        raise NotFound(f"generation: CA {echo(name)} has no generation {generation}")
+    return _certificate(earlier.cacert, chain_pems(earlier.options), format, chain)
+
+
+def _certificate(pem: str, above: tuple[str, ...], format: str, chain: bool) -> Response:
+    """A CA certificate as DER or PEM, with the chain above it on request (PEM only)."""
     if format == "der":
         if chain:
             raise ParameterError("chain: the chain is a PEM bundle; DER is the CA certificate")
-        cert = x509.load_pem_x509_certificate(connector.cacert.encode())
+        cert = x509.load_pem_x509_certificate(pem.encode())
         return Response(
             cert.public_bytes(serialization.Encoding.DER), media_type="application/pkix-cert"
         )
-    pem = connector.cacert
     if chain:
-        pem = "".join((connector.cacert, *chain_pems(connector.options)))
+        pem = "".join((pem, *above))
     return Response(pem, media_type="application/x-pem-file")
 
 
@@ -134,15 +163,58 @@ async def cacert(
 async def crl(
     name: str, ctx: Context, format: Literal["pem", "der"] = Query(default="der")
 ) -> Response:
-    """The CA's current CRL: DER, or PEM with ``?format=pem``."""
+    """The CRL of the certificates that name this URL: generation 1's (until it is retired),
+    else the current generation's. DER, or PEM with ``?format=pem``."""
     async with ctx.db.read() as session:
         publication = await session.get(CAPublication, name)
+        first = await _generation(session, name, 1)
+    if first is not None and first.retired_at is None and first.crl is not None:
+        return _crl(first.crl, format)
     if publication is None:
         raise NotFound(f"ca: {echo(name)} publishes no CRL (not a local CA, or not published yet)")
+    return _crl(publication.crl, format)
+
+
+@router.get("/{name}/crl/{generation}")
+async def crl_of_generation(
+    name: str,
+    generation: int,
+    ctx: Context,
+    format: Literal["pem", "der"] = Query(default="der"),
+) -> Response:
+    """The CRL one generation of the CA signs, for the certificates it issued."""
+    async with ctx.db.read() as session:
+        publication = await session.get(CAPublication, name)
+        earlier = await _generation(session, name, generation)
+    if publication is not None and publication.generation == generation:
+        return _crl(publication.crl, format)
+    if earlier is not None and earlier.retired_at is not None:
+        raise NotFound(
+            f"generation: generation {generation} of CA {echo(name)} is retired "
+            "(none of its certificates is unexpired): it publishes no more CRLs"
+        )
+    if earlier is None or earlier.crl is None:
+        raise NotFound(
+            f"generation: CA {echo(name)} publishes no CRL for generation {generation} "
+            "(no such generation, or not published yet)"
+        )
+    return _crl(earlier.crl, format)
+
+
+async def _generation(session: AsyncSession, name: str, generation: int) -> CAGeneration | None:
+    """An earlier generation of CA *name*."""
+    found: CAGeneration | None = await session.scalar(
+        select(CAGeneration).where(CAGeneration.ca == name, CAGeneration.generation == generation)
+    )
+    return found
+
+
+def _crl(der: bytes, format: str) -> Response:
+    """A stored DER CRL, as DER or PEM."""
     if format == "pem":
-        pem = x509.load_der_x509_crl(publication.crl).public_bytes(serialization.Encoding.PEM)
+        pem = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
         return Response(pem, media_type="application/x-pem-file")
-    return Response(publication.crl, media_type="application/pkix-crl")
+    return Response(der, media_type="application/pkix-crl")
 
 
 @router.post("/{name}/ocsp")

@@ -20,6 +20,7 @@ from shared.cfssl_options import SECRET_OPTIONS as CFSSL_SECRETS
 from shared.cfssl_options import cfssl_options
 from shared.db.models import (
     CAConnector,
+    CAGeneration,
     CAPublication,
     CARequest,
     CATemplate,
@@ -187,6 +188,7 @@ async def delete_connector(name: str, ctx: Context, _admin: Admin) -> JSONRespon
             )
         await session.execute(delete(CATemplate).where(CATemplate.ca == name))
         await session.execute(delete(CAPublication).where(CAPublication.ca == name))
+        await session.execute(delete(CAGeneration).where(CAGeneration.ca == name))
         await session.execute(delete(CARequest).where(CARequest.ca == name))
         await session.delete(row)
     return ok(True)

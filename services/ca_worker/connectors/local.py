@@ -29,7 +29,7 @@ from services.ca_worker.connectors.base import (
 )
 from services.ca_worker.keystores import CAKey, close_ca_key, load_ca_key
 from services.ca_worker.keystores.file import option_path, read_file
-from shared.ca_material import chain_pems, not_ready_reason, public_urls
+from shared.ca_material import chain_pems, generation_of, not_ready_reason, public_urls
 from shared.identity import Decision, Owner, Refused, decide
 from shared.pki import (
     CSRError,
@@ -86,15 +86,17 @@ class LocalConnector(Connector):
         *,
         chain: tuple[str, ...] = (),
         public_url: str = "",
+        generation: int = 1,
     ) -> None:
         self.name = name
+        self.generation = generation
         self._key = key
         self._cert = cert
         self._cert_pem = cert_pem(cert)
         self._chain = (self._cert_pem, *chain)
         self._hash = signature_hash(key.public_key())
         self._aki = _authority_key_identifier(cert, key)
-        self._where = _where_to_check(public_url, name)
+        self._where = _where_to_check(public_url, name, generation)
 
     @classmethod
     def load(
@@ -125,7 +127,14 @@ class LocalConnector(Connector):
             is_ca = False
         if not is_ca:
             raise PermanentCAError(f"CA connector {name!r}: cacert is not a CA certificate")
-        return cls(name, key, cert, chain=chain_pems(options), public_url=public_url)
+        return cls(
+            name,
+            key,
+            cert,
+            chain=chain_pems(options),
+            public_url=public_url,
+            generation=generation_of(options),
+        )
 
     async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         """Certify *csr_pem*; the work runs in a thread so the event loop stays free."""
@@ -263,9 +272,9 @@ class LocalConnector(Connector):
         return not_before, not_after
 
 
-def _where_to_check(public_url: str, name: str) -> tuple[x509.ExtensionType, ...]:
+def _where_to_check(public_url: str, name: str, generation: int) -> tuple[x509.ExtensionType, ...]:
     """The CRL distribution point and AIA (OCSP, CA issuers) under *public_url*, if set."""
-    urls = public_urls(public_url, name)
+    urls = public_urls(public_url, name, generation)
     if urls is None:
         return ()
     crl = x509.DistributionPoint(
