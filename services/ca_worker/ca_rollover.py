@@ -207,7 +207,10 @@ async def activate(
             generation=old_generation,
             cacert=row.cacert,
             key_id=old_key_id,
-            options={k: v for k, v in row.options.items() if k in KEY_OPTIONS},
+            options={
+                **{k: v for k, v in row.options.items() if k in KEY_OPTIONS},
+                GENERATION: old_generation,
+            },
             superseded_at=now,
         )
         publication = await session.get(CAPublication, name, with_for_update=True)

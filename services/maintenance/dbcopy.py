@@ -322,6 +322,17 @@ def _after_load(conn: Connection) -> dict[str, int]:
                 crl_next_update=publication.c.crl_this_update,
             )
         )
+    generations = metadata.tables.get("ca_generation")
+    if generations is not None:
+        # An earlier generation's CRLs are numbered on their own: the same gap.
+        conn.execute(
+            generations.update()
+            .where(generations.c.retired_at.is_(None))
+            .values(
+                crl_number=generations.c.crl_number + CRL_NUMBER_GAP,
+                crl_next_update=generations.c.crl_this_update,
+            )
+        )
     return {
         name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
         for name, table in sorted(metadata.tables.items())

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AuthorityInformationAccessOID
 from sqlalchemy import select, update
 
 from services.ca_worker.ca_create import create_ca_request
@@ -105,6 +106,20 @@ async def test_rollover_of_a_self_signed_ca(
             issued = x509.load_pem_x509_certificate(pem.encode())
             assert authority_key_id(issued) == subject_key_id(new_cert)
             assert crl_urls(pem) == [f"{stack.url}/ca/{CA}/crl/2"]
+        access = (
+            x509.load_pem_x509_certificate(new_good[1].encode())
+            .extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+            .value
+        )
+        issuers = [
+            str(a.access_location.value)
+            for a in access
+            if a.access_method == AuthorityInformationAccessOID.CA_ISSUERS
+        ]
+        assert issuers == [f"{stack.url}/ca/{CA}/cacert/2?format=der"]
+        async with httpx.AsyncClient() as public:
+            der = (await public.get(issuers[0])).content
+        assert x509.load_der_x509_certificate(der) == new_cert
         for _, pem in (old_revoked, old_good):
             issued = x509.load_pem_x509_certificate(pem.encode())
             assert authority_key_id(issued) == subject_key_id(old_cert)
@@ -209,6 +224,8 @@ async def test_rollover_under_the_organisations_root(
                 await ca_command(settings, "rollover", "orgca")
             csr = tmp_path / "g2.csr"
             await ca_command(settings, "rollover", "orgca", "--csr-out", str(csr))
+            with pytest.raises(CommandError, match="awaits its certificate"):
+                await ca_command(settings, "rollover", "orgca", "--csr-out", str(csr))
             capsys.readouterr()
             await ca_command(settings, "list")
             assert "rollover to generation 2 pending" in capsys.readouterr().out
