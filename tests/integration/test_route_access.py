@@ -26,6 +26,8 @@ PUBLIC = {
     ("post", "/auth"),
     ("get", "/ca/{name}/cacert"),
     ("get", "/ca/{name}/crl"),
+    ("get", "/ca/{name}/cacert/{generation}"),
+    ("get", "/ca/{name}/crl/{generation}"),
     ("post", "/ca/{name}/ocsp"),
     ("get", "/ca/{name}/ocsp/{encoded}"),
     # The public key that verifies the answers' signatures.
@@ -43,6 +45,7 @@ NO_STORED_DATA = {
 PATH_VALUES: dict[str, str] = {
     "name": "localca",
     "template": "default",
+    "generation": "1",
     "request_id": "0123456789abcdef",
     "realm": "corp",
     "username": "alice",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -34,6 +34,8 @@ router = APIRouter(prefix="/ca", tags=["ca"])
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 MAX_OCSP_REQUEST = 16 * 1024
+# A CA generation's number in a path (1 before any rollover).
+Generation = Annotated[int, Path(ge=1, le=1_000_000)]
 
 
 class DenyBody(BaseModel):
@@ -124,7 +126,7 @@ async def cacert(
 @router.get("/{name}/cacert/{generation}")
 async def cacert_of_generation(
     name: str,
-    generation: int,
+    generation: Generation,
     ctx: Context,
     format: Literal["pem", "der"] = Query(default="pem"),
     chain: bool = Query(default=False),
@@ -178,7 +180,7 @@ async def crl(
 @router.get("/{name}/crl/{generation}")
 async def crl_of_generation(
     name: str,
-    generation: int,
+    generation: Generation,
     ctx: Context,
     format: Literal["pem", "der"] = Query(default="der"),
 ) -> Response:
