@@ -33,6 +33,7 @@ from tests.integration.test_ca_org_root import (
     sign_with_root,
 )
 from tests.support.pki import make_csr
+from tests.support.softhsm import softhsm_token
 from tests.support.stack import Stack, prepare, settings_for
 
 CA = "localca"
@@ -269,3 +270,55 @@ async def test_rollover_under_the_organisations_root(
         async with stack.db.read() as session:
             row = await session.get(CAConnector, "orgca")
         assert row is not None and "rollover" not in row.options
+
+
+async def test_rollover_into_a_pkcs11_token(tmp_path: Path) -> None:
+    """A file-key CA rolls over to a key made in a token; both generations keep answering."""
+    settings = settings_for(tmp_path / "data", init_wait_seconds=30)
+    await prepare(settings)
+    with softhsm_token(tmp_path / "hsm") as hsm:
+        async with public_stack(settings) as stack:
+            async with stack.client(await stack.admin_token()) as client:
+                assert (
+                    await client.post("/user/", json={"user": "alice", "realm": "corp"})
+                ).is_success
+                _, old = await enroll(stack, client, CA, "old")
+                async with stack.client() as public:
+                    old_ca = (await public.get(f"/ca/{CA}/cacert")).text
+                await ca_command(
+                    settings, "rollover", CA, "--key-store", "pkcs11",
+                    "--pkcs11-uri", hsm.uri("ca2"), "--pin-file", str(hsm.pin_file),
+                )  # fmt: skip
+                await generation_loaded(stack, CA, 2)
+                serial, new = await enroll(stack, client, CA, "new")
+                revoked = await client.post("/token/revoke", json={"serial": serial})
+                assert revoked.status_code == 200, revoked.text
+            async with stack.db.read() as session:
+                row = await session.get(CAConnector, CA)
+            assert row is not None and row.options["key_store"] == "pkcs11"
+            assert "cakey" not in row.options
+            (tmp_path / "old-ca.pem").write_text(old_ca)
+            (tmp_path / "new-ca.pem").write_text(row.cacert)
+            (tmp_path / "old.pem").write_text(old)
+            (tmp_path / "new.pem").write_text(new)
+
+            def crl_check(name: str, issuer: str) -> str:
+                done = openssl(
+                    "verify", "-crl_download", "-crl_check", "-CAfile",
+                    str(tmp_path / issuer), str(tmp_path / name), check=False,
+                )  # fmt: skip
+                return done.stdout + done.stderr
+
+            # The token's key signs generation 2's CRL; the file key still signs generation 1's.
+            await poll(
+                lambda: "certificate revoked" in crl_check("new.pem", "new-ca.pem"),
+                "the token-signed CRL lists the new certificate",
+            )
+            assert "old.pem: OK" in await asyncio.to_thread(crl_check, "old.pem", "old-ca.pem")
+            done = await asyncio.to_thread(
+                openssl,
+                "ocsp", "-issuer", str(tmp_path / "old-ca.pem"), "-cert", str(tmp_path / "old.pem"),
+                "-url", f"{stack.url}/ca/{CA}/ocsp", "-CAfile", str(tmp_path / "old-ca.pem"),
+            )  # fmt: skip
+            assert "Response verify OK" in done.stderr + done.stdout
+            assert "old.pem: good" in done.stdout
