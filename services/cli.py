@@ -142,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     roll.add_argument(
         "--key-type", choices=KEY_TYPES, default=None, help="default: the current key's type"
     )
-    roll.add_argument("--days", type=_positive_int, default=3650, help="validity in days")
+    roll.add_argument(
+        "--days",
+        type=_positive_int,
+        default=3650,
+        help="validity in days of a self-signed certificate (the root decides for a CSR)",
+    )
     roll.add_argument("--csr-out", metavar="FILE", help="write a CSR (PEM) for the root to sign")
     roll.add_argument(
         "--key-store", choices=("file", "pkcs11"), default=None, help="default: the current"

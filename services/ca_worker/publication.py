@@ -181,6 +181,8 @@ class Publisher:
         )
         async with self._db.read() as session:
             row = await session.get(CAPublication, ca)
+            if row is not None and row.generation > connector.generation:
+                return True  # rolled over a moment ago; this worker loads the new key soon
             latest = await session.scalar(
                 select(func.max(IssuedCertificate.revoked_at)).where(IssuedCertificate.ca == ca)
             )
@@ -201,6 +203,8 @@ class Publisher:
             current = await session.get(CAPublication, ca, with_for_update=True)
             if (current.crl_number if current else 0) != (row.crl_number if row else 0):
                 return False
+            if current is not None and current.generation > connector.generation:
+                return True
             if current is None:
                 assert crl is not None
                 assert responder is not None
