@@ -50,8 +50,9 @@ def chain_pems(options: Mapping[str, Any]) -> tuple[str, ...]:
 def public_urls(public_url: str, name: str, generation: int = 1) -> dict[str, str] | None:
     """The CRL, OCSP and CA-issuers URLs of CA *name* under *public_url*; None when it is off.
 
-    Generation 1 keeps the plain URLs its certificates always named; a later generation's
-    certificates name its own CRL and CA certificate, so each URL stays one key's for good.
+    Generation 1's certificates name the plain CRL URL; a later generation's name its own
+    CRL. Every generation's name its own CA certificate (the plain ``/cacert`` is the current
+    one, which after a rollover did not sign them), so each URL stays one key's for good.
     """
     if not public_url:
         return None
@@ -61,5 +62,5 @@ def public_urls(public_url: str, name: str, generation: int = 1) -> dict[str, st
     return {
         "crl": f"{base}/crl{own}",
         "ocsp": f"{base}/ocsp",
-        "ca_issuers": f"{base}/cacert{own}?format=der",
+        "ca_issuers": f"{base}/cacert/{generation}?format=der",
     }

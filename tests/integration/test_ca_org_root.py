@@ -157,6 +157,7 @@ async def check_where_it_says(stack: Stack, workdir: Path, root: Path, serial: s
         for a in access
         if a.access_method == AuthorityInformationAccessOID.CA_ISSUERS
     ]
+    assert issuers == [f"{stack.url}/ca/{ORG_CA}/cacert/1?format=der"]
     async with httpx.AsyncClient() as public:
         crl_ready = False
         for _ in range(100):  # the ca_worker publishes a CRL after the CA's first issue

@@ -125,6 +125,18 @@ async def test_rollover_of_a_self_signed_ca(
             issued = x509.load_pem_x509_certificate(pem.encode())
             assert authority_key_id(issued) == subject_key_id(old_cert)
             assert crl_urls(pem) == [f"{stack.url}/ca/{CA}/crl"]
+            # Its CA issuers URL still leads to the key that signed it, after the rollover.
+            old_issuers = [
+                str(a.access_location.value)
+                for a in issued.extensions.get_extension_for_class(
+                    x509.AuthorityInformationAccess
+                ).value
+                if a.access_method == AuthorityInformationAccessOID.CA_ISSUERS
+            ]
+            assert old_issuers == [f"{stack.url}/ca/{CA}/cacert/1?format=der"]
+            async with httpx.AsyncClient() as public:
+                der = (await public.get(old_issuers[0])).content
+            assert x509.load_der_x509_certificate(der) == old_cert
 
         (tmp_path / "old-ca.pem").write_text(old_ca)
         (tmp_path / "new-ca.pem").write_text(new_ca)

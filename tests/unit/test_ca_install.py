@@ -114,7 +114,7 @@ def test_readiness_and_public_urls() -> None:
     assert public_urls("https://pki.example.org/base", "x") == {
         "crl": "https://pki.example.org/base/ca/x/crl",
         "ocsp": "https://pki.example.org/base/ca/x/ocsp",
-        "ca_issuers": "https://pki.example.org/base/ca/x/cacert?format=der",
+        "ca_issuers": "https://pki.example.org/base/ca/x/cacert/1?format=der",
     }
 
 
