@@ -71,8 +71,15 @@ def test_scripts_parse_and_make_test_runs_prepare_first() -> None:
     # Shared, not copied: CI's entry point installs and starts nothing itself.
     assert ".ci/prepare" in ci_run
     assert "apt-get" not in ci_run and "pg_ctlcluster" not in ci_run
+    # Run under `make test` (as .ci/run does, with PREPARE=:), the outer make's variables
+    # reach this one through MAKEFLAGS: the dry run must see the Makefile's own defaults.
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PREPARE", "PYTEST_ARGS")
+    }
     dry = subprocess.run(
-        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True, env=clean
     )
     commands = dry.stdout.splitlines()
     prepare = next(i for i, line in enumerate(commands) if ".ci/prepare" in line)
