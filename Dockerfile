@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 certtoken \
     && useradd --system --uid 10001 --gid certtoken --no-create-home \
         --home-dir /data --shell /usr/sbin/nologin certtoken \
-    && install -d -o certtoken -g certtoken -m 0750 /data
+    && install -d -o certtoken -g certtoken -m 0750 /data /backups
 
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./

@@ -81,7 +81,8 @@ compare-privacyidea: $(STAMP)
 
 # Compose bind-mounts secret files with their host permissions: 0644 files (so the
 # image's uid 10001 can read them) inside a 0700 directory (so other host users cannot).
-secrets: $(SECRETS_DIR)/secret_key $(SECRETS_DIR)/ca_passphrase
+secrets: $(SECRETS_DIR)/secret_key $(SECRETS_DIR)/ca_passphrase $(SECRETS_DIR)/pkcs11_pin \
+	$(SECRETS_DIR)/backup_passphrase
 
 $(SECRETS_DIR)/%:
 	@install -d -m 0700 $(SECRETS_DIR)

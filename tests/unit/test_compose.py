@@ -214,3 +214,83 @@ def test_dockerfile_bakes_in_no_secrets() -> None:
             assert not any(is_secret_name(n) for n in names), args
         if keyword in ("COPY", "ADD"):
             assert "secrets" not in args.split(), args
+
+
+# --- issue 13: key store, backups, public URL, log format ------------------------------------
+
+CA_KEY_USERS = ("ca-worker", "tools")
+
+
+def test_key_store_choice_reaches_what_signs(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    assert compose["secrets"]["pkcs11_pin"]["file"] == "./secrets/pkcs11_pin"
+    for name in CA_KEY_USERS:
+        env = environment(services[name])
+        # Unset by default: file key stores; .env names the HSM's module to use PKCS#11.
+        assert env["CERTTOKEN_PKCS11_MODULE"] == "${CERTTOKEN_PKCS11_MODULE:-}", name
+        assert env["CERTTOKEN_CA_PASSPHRASE_FILE"] == "/run/secrets/ca_passphrase", name
+        assert "pkcs11_pin" in services[name]["secrets"], name
+        modules = [v for v in services[name]["volumes"] if v.endswith(":/opt/pkcs11:ro")]
+        assert modules == ["${CERTTOKEN_PKCS11_DIR:-./pkcs11}:/opt/pkcs11:ro"], name
+    for name in ("api", "notifier", "migrate"):
+        assert "pkcs11_pin" not in services[name].get("secrets", []), name
+        assert "CERTTOKEN_PKCS11_MODULE" not in environment(services[name]), name
+    # The PIN file path the comments tell `ca create --pin-file` to record.
+    args = build_parser().parse_args(
+        [
+            "ca",
+            "create",
+            "hsmca",
+            "--key-store",
+            "pkcs11",
+            "--pkcs11-uri",
+            "pkcs11:token=t;object=o;type=private",
+            "--pin-file",
+            "/run/secrets/pkcs11_pin",
+        ]
+    )
+    assert args.pin_file == "/run/secrets/pkcs11_pin"
+    assert "--pin-file /run/secrets/pkcs11_pin" in COMPOSE.read_text()
+
+
+def test_backups_go_to_their_own_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    assert "certtoken-backups" in compose["volumes"]
+    assert compose["secrets"]["backup_passphrase"]["file"] == "./secrets/backup_passphrase"
+    tools = services["tools"]
+    assert tools["image"] == IMAGE and tools["profiles"] == ["tools"]
+    assert str(tools["restart"]) == "no"
+    assert {"certtoken-data:/data", "certtoken-backups:/backups"} <= set(tools["volumes"])
+    assert {"secret_key", "ca_passphrase", "backup_passphrase"} <= set(tools["secrets"])
+    env = environment(tools)
+    shared = compose["x-certtoken-env"]
+    assert {k: env[k] for k in shared} == shared
+    for name in ("api", "ca-worker", "notifier", "migrate"):
+        assert "backup_passphrase" not in services[name].get("secrets", []), name
+        assert "certtoken-backups:/backups" not in services[name].get("volumes", []), name
+    # The backup command the comments give parses, into the volume, with the secret file.
+    [line] = [line for line in COMPOSE.read_text().splitlines() if "run --rm tools backup" in line]
+    command = line.split("run --rm tools ", 1)[1].rstrip("\\ ") + (
+        " --passphrase-file /run/secrets/backup_passphrase"
+    )
+    args = build_parser().parse_args(argv(command.replace("$(date -u +%Y%m%dT%H%M%SZ)", "x")))
+    assert args.command == "backup" and str(args.file).startswith("/backups/")
+    assert str(args.passphrase_file) == "/run/secrets/backup_passphrase"
+    # A named volume starts as the image's directory: the image's user must own /backups.
+    setup = " ".join(args for keyword, args in dockerfile_instructions() if keyword == "RUN")
+    assert re.search(r"install -d -o certtoken -g certtoken -m 0750 [^&]*/backups", setup)
+
+
+def test_public_url_and_log_format_are_settings(compose: dict[str, Any]) -> None:
+    from shared.config import Settings
+
+    shared = compose["x-certtoken-env"]
+    # Off unless .env sets it; a set value must pass the setting's own check.
+    assert shared["CERTTOKEN_PUBLIC_URL"] == "${CERTTOKEN_PUBLIC_URL:-}"
+    assert Settings(public_url="").public_url == ""
+    assert Settings(public_url="https://pki.example.org/").public_url == "https://pki.example.org"
+    assert shared["CERTTOKEN_LOG_FORMAT"] == "json"
+    assert Settings(log_format=shared["CERTTOKEN_LOG_FORMAT"]).resolved_log_format == "json"
+    assert "CERTTOKEN_LOG_JSON" not in shared
