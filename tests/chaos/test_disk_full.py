@@ -45,6 +45,7 @@ MAX_ATTEMPTS = 3
 FULL_FOR = 2.0
 # A client refused with a 503 waits this long before its next request.
 BACKOFF = 0.5
+KEEPALIVE_SECONDS = 1.0
 REQUEST_TIMEOUT = 30.0
 DRAIN_WITHIN = 30.0
 USER, REALM = "alice", "corp"
@@ -269,7 +270,12 @@ async def drill(url: str, size: int, space: Path, database: Path) -> tuple[Load,
         login = await anonymous.post("/auth", json=ADMIN)
         assert login.status_code == 200, login.text
     token = login.json()["result"]["value"]["token"]
-    limits = httpx.Limits(max_connections=max(BURST_CONCURRENCY, CONCURRENCY))
+    # Idle connections are dropped well before the server's keep-alive timeout (uvicorn: 5 s,
+    # httpx's default expiry too): reusing one the server is closing at that moment is a
+    # ReadError that says nothing about the disk.
+    limits = httpx.Limits(
+        max_connections=max(BURST_CONCURRENCY, CONCURRENCY), keepalive_expiry=KEEPALIVE_SECONDS
+    )
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": token}, timeout=REQUEST_TIMEOUT, limits=limits
     ) as client:
