@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -143,6 +145,31 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+async def check_issued(
+    settings: Settings,
+    name: str,
+    key_options: Mapping[str, Any],
+    cert_data: bytes,
+    chain_data: bytes,
+) -> Checked:
+    """The root's certificate for the key *key_options* name, checked with its chain."""
+    certs = read_certificates("cert", cert_data)
+    if len(certs) != 1:
+        raise InstallError("cert: give exactly one certificate (the chain goes in --chain)")
+    chain = read_certificates("chain", chain_data) if chain_data.strip() else []
+    try:
+        key = await asyncio.to_thread(
+            load_ca_key, name, key_options, settings.data_dir, settings.resolved_ca_passphrase
+        )
+    except PermanentCAError as exc:
+        raise InstallError(str(exc)) from None
+    try:
+        public_key = key.public_key()
+    finally:
+        await asyncio.to_thread(close_ca_key, key)
+    return check_ca_certificate(certs[0], public_key, chain)
+
+
 async def install_ca(
     settings: Settings, db: Database, name: str, cert_data: bytes, chain_data: bytes = b""
 ) -> CAConnector:
@@ -158,21 +185,7 @@ async def install_ca(
         return await complete_rollover(settings, db, name, cert_data, chain_data)
     if not row.options.get(AWAITING_INSTALL):
         raise InstallError(f"name: CA {name!r} has its certificate already (nothing to install)")
-    certs = read_certificates("cert", cert_data)
-    if len(certs) != 1:
-        raise InstallError("cert: give exactly one certificate (the chain goes in --chain)")
-    chain = read_certificates("chain", chain_data) if chain_data.strip() else []
-    try:
-        key = await asyncio.to_thread(
-            load_ca_key, name, row.options, settings.data_dir, settings.resolved_ca_passphrase
-        )
-    except PermanentCAError as exc:
-        raise InstallError(str(exc)) from None
-    try:
-        public_key = key.public_key()
-    finally:
-        await asyncio.to_thread(close_ca_key, key)
-    checked = check_ca_certificate(certs[0], public_key, chain)
+    checked = await check_issued(settings, name, row.options, cert_data, chain_data)
     pem = cert_pem(checked.certificate)
     cacert_path = settings.data_dir / str(row.options.get("cacert") or f"ca/{name}/cacert.pem")
     await asyncio.to_thread(write_private, cacert_path, pem.encode())

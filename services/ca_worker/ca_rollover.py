@@ -24,13 +24,8 @@ from services.ca_worker.ca_create import (
     _self_signed,
     check_name,
 )
-from services.ca_worker.ca_install import (
-    InstallError,
-    check_ca_certificate,
-    read_certificates,
-)
-from services.ca_worker.connectors.base import PermanentCAError
-from services.ca_worker.keystores import close_ca_key, load_ca_key
+from services.ca_worker.ca_install import InstallError, check_issued
+from services.ca_worker.keystores import close_ca_key
 from shared.ca_keyids import subject_key_id
 from shared.ca_material import (
     AWAITING_INSTALL,
@@ -159,21 +154,7 @@ async def complete_rollover(
     pending = pending_rollover(row.options) if row is not None else None
     if row is None or pending is None:
         raise InstallError(f"name: no rollover of CA {name!r} awaits its certificate")
-    certs = read_certificates("cert", cert_data)
-    if len(certs) != 1:
-        raise InstallError("cert: give exactly one certificate (the chain goes in --chain)")
-    chain = read_certificates("chain", chain_data) if chain_data.strip() else []
-    try:
-        key = await asyncio.to_thread(
-            load_ca_key, name, pending, settings.data_dir, settings.resolved_ca_passphrase
-        )
-    except PermanentCAError as exc:
-        raise InstallError(str(exc)) from None
-    try:
-        public_key = key.public_key()
-    finally:
-        await asyncio.to_thread(close_ca_key, key)
-    checked = check_ca_certificate(certs[0], public_key, chain)
+    checked = await check_issued(settings, name, pending, cert_data, chain_data)
     pem = cert_pem(checked.certificate)
     await asyncio.to_thread(write_private, settings.data_dir / str(pending["cacert"]), pem.encode())
     if checked.chain:
