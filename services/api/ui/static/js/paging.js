@@ -1,6 +1,7 @@
 // Paging of the admin lists: privacyIDEA's count/current/next/prev, a page size select, and
 // the list's filters kept in the address (so a reload or a shared link shows the same page).
-import { h, newId } from "./dom.js";
+import { ApiFailure } from "./api.js";
+import { clearErrors, h, newId, replace, showError } from "./dom.js";
 
 export const PAGE_SIZES = [5, 10, 15, 25, 50, 100];
 export const DEFAULT_PAGE_SIZE = 15;
@@ -58,4 +59,35 @@ export function refocusPager(container, which) {
   const control = container.querySelector(`.pager [data-which="${which}"]`);
   if (control && !control.disabled) control.focus();
   else container.querySelector(".pager-where")?.focus();
+}
+
+/**
+ * A filtered list loaded a page at a time into *results*; the newest load wins (an overtaken
+ * answer is dropped) and a refusal shows in *form*. *filters()* reads the form once per load;
+ * *fetch(filters, page, pagesize)* asks the API; *loaded(filters, page, pagesize)* records
+ * the shown page; *render(value)* makes the list. Returns load(page, pagesize, which).
+ */
+export function pagedList({ form, results, nouns, filters, fetch, loaded, render }) {
+  let generation = 0;
+  async function load(page, pagesize, which) {
+    generation += 1;
+    const mine = generation;
+    clearErrors(form);
+    results.setAttribute("aria-busy", "true");
+    const values = filters();
+    try {
+      const value = await fetch(values, page, pagesize);
+      if (mine !== generation) return;
+      loaded(values, page, pagesize);
+      replace(results, render(value), pager(value, pagesize, nouns, load));
+      refocusPager(results, which);
+    } catch (failure) {
+      if (mine !== generation || (failure instanceof ApiFailure && failure.unauthenticated)) return;
+      showError(form, failure);
+      replace(results);
+    } finally {
+      results.setAttribute("aria-busy", "false");
+    }
+  }
+  return load;
 }

@@ -1,7 +1,7 @@
 // The audit log: every call to the api, newest first, filtered and paged.
-import { ApiFailure, call } from "../api.js";
-import { clearErrors, field, h, replace, showError, when } from "../dom.js";
-import { DEFAULT_PAGE_SIZE, bounded, keepInAddress, pager, refocusPager } from "../paging.js";
+import { call } from "../api.js";
+import { field, h, replace, when } from "../dom.js";
+import { DEFAULT_PAGE_SIZE, bounded, keepInAddress, pagedList } from "../paging.js";
 import { table } from "../table.js";
 
 const TEXT_FILTERS = ["action", "user", "realm", "serial", "caller"];
@@ -76,21 +76,21 @@ export default async function render(main, ctx) {
     return values;
   }
 
-  // Each load has a number; the answer of an older one (overtaken) is dropped.
-  let generation = 0;
-  async function load(page, size, which) {
-    generation += 1;
-    const mine = generation;
-    clearErrors(form);
-    results.setAttribute("aria-busy", "true");
-    const values = filters();
-    try {
-      const value = await call("GET", "/audit/", { query: { ...values, page, pagesize: size } });
-      if (mine !== generation) return;
+  const load = pagedList({
+    form,
+    results,
+    nouns: ["entry", "entries"],
+    filters,
+    fetch: (values, page, size) =>
+      call("GET", "/audit/", { query: { ...values, page, pagesize: size } }),
+    loaded: (values, page, size) => {
       pagesize = size;
       keepInAddress("audit", { ...values, page: page > 1 ? page : "",
         pagesize: size !== DEFAULT_PAGE_SIZE ? size : "" });
-      const rows = value.auditdata.map((row) => [
+    },
+    render: (value) => table("Audit log entries, newest first",
+      ["No.", "Time", "Action", "Result", "Caller", "User", "Serial", "Client", "Info"],
+      value.auditdata.map((row) => [
         String(row.number),
         when(row.startdate),
         row.action,
@@ -100,21 +100,8 @@ export default async function render(main, ctx) {
         row.serial ? h("a", { href: `#/token/${encodeURIComponent(row.serial)}` }, row.serial) : "",
         row.client,
         row.info,
-      ]);
-      replace(results,
-        table("Audit log entries, newest first",
-          ["No.", "Time", "Action", "Result", "Caller", "User", "Serial", "Client", "Info"],
-          rows, { empty: "No entry matches these filters." }),
-        pager(value, size, ["entry", "entries"], load));
-      refocusPager(results, which);
-    } catch (failure) {
-      if (mine !== generation || (failure instanceof ApiFailure && failure.unauthenticated)) return;
-      showError(form, failure);
-      replace(results);
-    } finally {
-      results.setAttribute("aria-busy", "false");
-    }
-  }
+      ]), { empty: "No entry matches these filters." }),
+  });
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();

@@ -1,7 +1,7 @@
 // All tokens, for administrators: filters by owner, realm, state and CA, a page at a time.
 import { ApiFailure, call } from "../api.js";
-import { badge, clearErrors, field, h, replace, showError, when } from "../dom.js";
-import { DEFAULT_PAGE_SIZE, bounded, keepInAddress, pager, refocusPager } from "../paging.js";
+import { badge, field, h, replace, when } from "../dom.js";
+import { DEFAULT_PAGE_SIZE, bounded, keepInAddress, pagedList } from "../paging.js";
 import { table } from "../table.js";
 
 /** certtoken's own states, as the certtoken_state filter takes them. */
@@ -78,22 +78,22 @@ export default async function render(main, ctx) {
   });
   for (const control of [stateSelect, caSelect]) control.addEventListener("change", apply);
 
-  // Each load has a number; the answer of an older one (overtaken) is dropped.
-  let generation = 0;
-  async function load(page, pagesize, which) {
-    generation += 1;
-    const mine = generation;
-    clearErrors(form);
-    results.setAttribute("aria-busy", "true");
-    const filters = Object.fromEntries(FILTERS.map((key) => [key, state[key]]));
-    try {
-      const value = await call("GET", "/token/", { query: { ...filters, page, pagesize } });
-      if (mine !== generation) return;
+  const load = pagedList({
+    form,
+    results,
+    nouns: ["token", "tokens"],
+    filters: () => Object.fromEntries(FILTERS.map((key) => [key, state[key]])),
+    fetch: (filters, page, pagesize) =>
+      call("GET", "/token/", { query: { ...filters, page, pagesize } }),
+    loaded: (filters, page, pagesize) => {
       state.page = page;
       state.pagesize = pagesize;
       keepInAddress("tokens", { ...filters, page: page > 1 ? page : "", pagesize:
         pagesize !== DEFAULT_PAGE_SIZE ? pagesize : "" });
-      const rows = value.tokens.map((token) => [
+    },
+    render: (value) => table("Tokens",
+      ["Serial", "Owner", "State", "CA", "Template", "Created", "Valid until"],
+      value.tokens.map((token) => [
         h("a", { href: `#/token/${encodeURIComponent(token.serial)}` }, token.serial),
         ownerCell(token),
         stateCell(token),
@@ -101,20 +101,8 @@ export default async function render(main, ctx) {
         (token.info && token.info.template) || "default",
         when(token.created),
         when(token.info && token.info.certificate_not_after),
-      ]);
-      replace(results,
-        table("Tokens", ["Serial", "Owner", "State", "CA", "Template", "Created", "Valid until"],
-          rows, { empty: "No token matches these filters." }),
-        pager(value, pagesize, ["token", "tokens"], load));
-      refocusPager(results, which);
-    } catch (failure) {
-      if (mine !== generation || (failure instanceof ApiFailure && failure.unauthenticated)) return;
-      showError(form, failure);
-      replace(results);
-    } finally {
-      results.setAttribute("aria-busy", "false");
-    }
-  }
+      ]), { empty: "No token matches these filters." }),
+  });
 
   await load(state.page, state.pagesize);
   return undefined;
