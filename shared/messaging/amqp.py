@@ -358,16 +358,15 @@ class AmqpConsumer(Consumer):
                 await asyncio.wait_for(self._queue.cancel(self._tag), CLOSE_TIMEOUT)
         except Exception as exc:
             log.debug("basic.cancel failed", extra={"queue": self._queue.name, "error": repr(exc)})
-        # Deliveries sent before the cancel-ok reach _on_delivery a few loop turns later:
-        # wait for those too, until no handler is left or the time is up.
+        # Deliveries that reach _on_delivery from now on are not started: a quorum queue may
+        # have returned them with the cancel already, so handling them would do the work twice
+        # (seen with RabbitMQ 3.10: handled, acked, and still queued). Left unacked, they go
+        # back to the queue when the channel closes. The handlers in hand finish, in time.
+        self._closing = True
         deadline = asyncio.get_running_loop().time() + drain_timeout
-        await asyncio.sleep(0)
         in_hand = len(self._tasks)
         while self._tasks and (left := deadline - asyncio.get_running_loop().time()) > 0:
             await asyncio.wait(set(self._tasks), timeout=left)
-            await asyncio.sleep(0)
-        # A delivery arriving from now on is not started: it could not be acked.
-        self._closing = True
         pending = set(self._tasks)
         # Their messages stay unacked, so RabbitMQ delivers them again once the channel closes.
         for task in pending:
