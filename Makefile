@@ -2,6 +2,7 @@
 # when pyproject.toml or constraints.txt change (stamp file $(VENV)/.installed).
 #   make run | test | chaos | lint | bench | secrets | clean | distclean
 #   make test PYTEST_ARGS="-m 'not postgres' -x"     # extra pytest arguments
+#   make test DRILLS=no TEST_WORKERS=0               # no fault drills, one process
 #   make bench BENCH_ARGS="--quick"                   # extra arguments for every benchmark
 
 PYTHON ?= python3
@@ -13,6 +14,12 @@ PYTEST_ARGS ?=
 # down (root only then); `PREPARE=:` skips it.
 PREPARE ?= .ci/prepare
 CHAOS_ENROLLMENTS ?= 10000
+# Processes for the tests that may run side by side (all but the fault drills).
+TEST_WORKERS ?= 2
+# DRILLS=no leaves the fault drills out (they restart the machine's RabbitMQ and PostgreSQL).
+DRILLS ?= yes
+JUNIT_DIR ?=
+junit = $(if $(JUNIT_DIR),--junitxml=$(JUNIT_DIR)/junit-$(1).xml)
 BENCH_ARGS ?=
 SECRETS_DIR ?= secrets
 # The team's script that installs and starts a reference privacyIDEA 3.14 (outside this repo).
@@ -46,10 +53,19 @@ run: $(STAMP)
 	$(BIN)/certtoken run
 
 # The venv is made after $(PREPARE), which installs python3-venv when it is missing.
+# Two runs: every test but the fault drills on $(TEST_WORKERS) processes (pytest-xdist), then
+# the drills alone, as they restart RabbitMQ and PostgreSQL. A run with nothing selected (exit
+# status 5) is fine while the other ran something. JUNIT_DIR=dir writes a JUnit report per run.
 test:
 	PYTHON=$(PYTHON) $(PREPARE)
 	@$(MAKE) --no-print-directory -s venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@first=0; second=0; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --drills=skip $(call junit,tests) $(PYTEST_ARGS) || first=$$?; \
+	if [ "$(DRILLS)" = no ]; then second=5; else \
+	$(BIN)/python -m pytest --drills=only $(call junit,drills) $(PYTEST_ARGS) || second=$$?; fi; \
+	[ $$first = 5 ] && [ $$second = 5 ] && exit 5; \
+	[ $$first = 5 ] && first=0; [ $$second = 5 ] && second=0; \
+	[ $$first = 0 ] && [ $$second = 0 ]
 
 chaos:
 	PYTHON=$(PYTHON) $(PREPARE)
@@ -90,7 +106,7 @@ $(SECRETS_DIR)/%:
 	@echo "created $@"
 
 clean:
-	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .bench .ci/junit.xml
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .bench .ci/junit
 	find . -path ./$(VENV) -prune -o -name '*.egg-info' -prune -exec rm -rf {} + \
 		-o -name __pycache__ -prune -exec rm -rf {} +
 

@@ -100,8 +100,29 @@ def postgres_url(postgres_admin_url: URL) -> Iterator[str]:
 # --- Order ------------------------------------------------------------------------------------
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the fault drills last: they restart the shared broker and database."""
+DRILLS_OPTION = "--drills"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--drills``: whether the fault drills (marker ``chaos``) run."""
+    parser.addoption(
+        DRILLS_OPTION,
+        choices=("with", "skip", "only"),
+        default="with",
+        help="with: the drills run last (default); skip: all but the drills (safe to run in "
+        "parallel with -n); only: just the drills (they restart RabbitMQ and PostgreSQL)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep or deselect the fault drills as ``--drills`` says; they run last."""
+    choice = config.getoption(DRILLS_OPTION)
+    if choice != "with":
+        keep = choice == "only"
+        deselected = [i for i in items if (i.get_closest_marker("chaos") is not None) != keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [i for i in items if (i.get_closest_marker("chaos") is not None) == keep]
     items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
 
 

@@ -76,7 +76,7 @@ def test_scripts_parse_and_make_test_runs_prepare_first() -> None:
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PREPARE", "PYTEST_ARGS")
+        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PREPARE", "PYTEST_ARGS", "JUNIT_DIR")
     }
     dry = subprocess.run(
         ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True, env=clean

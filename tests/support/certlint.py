@@ -6,17 +6,19 @@ and service processes alike) and its ``postgres_url`` database before that is dr
 counts is what certtoken made: certificates of tokens enrolled from a CSR or a generated key,
 the local CAs' issued certificates, local CA certificates and OCSP responder certificates;
 never an uploaded certificate. Each distinct certificate is linted once at the end of the run;
-a finding of ERROR or worse fails the run.
+a finding of ERROR or worse fails the run. Under pytest-xdist each worker lints what its tests
+issued and hands the verdict to the controller, which reports for the whole run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ SOURCES = (
     ("CA", "SELECT cacert FROM caconnector WHERE type = 'local' AND cacert <> ''"),
     ("OCSP responder", "SELECT ocsp_cert FROM ca_publication WHERE ocsp_cert <> ''"),
 )
+WORKER_KEY = "certtoken-certlint"
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -58,7 +61,8 @@ class Collector:
 
     certificates: dict[bytes, str] = field(default_factory=dict)
     problems: list[Finding] = field(default_factory=list)
-    kinds: Counter[str] = field(default_factory=Counter)
+    # SHA-256 of each distinct certificate to its kind: what the count reports.
+    linted: dict[str, str] = field(default_factory=dict)
     findings: list[tuple[Finding, str]] = field(default_factory=list)
 
     def add(self, kind: str, pem: str, origin: str) -> None:
@@ -72,7 +76,7 @@ class Collector:
             return
         if der not in self.certificates:
             self.certificates[der] = f"{kind} from {origin}"
-            self.kinds[kind] += 1
+            self.linted[hashlib.sha256(der).hexdigest()] = kind
 
     def harvest_sqlite(self, path: Path, nodeid: str) -> None:
         """Read the certificates of the SQLite database at *path*."""
@@ -119,10 +123,25 @@ class Collector:
                         )
                         self.findings.append((found, origin))
 
+    def export(self) -> dict[str, Any]:
+        """The verdict as plain data, for an xdist worker to hand to the controller."""
+        return {
+            "linted": self.linted,
+            "findings": [[*astuple(found), origin] for found, origin in self.findings],
+            "problems": [list(astuple(problem)) for problem in self.problems],
+        }
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        """Add a worker's verdict (what :meth:`export` gave)."""
+        self.linted.update(exported["linted"])
+        self.findings.extend((Finding(*row[:4]), row[4]) for row in exported["findings"])
+        self.problems.extend(Finding(*row) for row in exported["problems"])
+
     def report(self) -> list[str]:
         """The lines to print: the count, then each distinct finding with a certificate."""
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.kinds.items()))
-        total = len(self.certificates)
+        counts = Counter(self.linted.values())
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        total = len(self.linted)
         errors = len(self.findings) + len(self.problems)
         lines = [f"certlint: {total} certificates linted ({kinds or 'none'}), {errors} errors"]
         seen: Counter[Finding] = Counter(f for f, _ in self.findings)
@@ -212,8 +231,18 @@ class CertLint:
             return
         self.collector.lint()
         self._linted = True
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller reports
+            workeroutput[WORKER_KEY] = self.collector.export()
         if (self.collector.findings or self.collector.problems) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """On the xdist controller: take in what a worker linted."""
+        exported = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if exported is not None:
+            self.collector.merge(exported)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print the count of linted certificates and every distinct finding."""
