@@ -1,14 +1,22 @@
-"""Enrollment load for benchmarks: CSRs through ``POST /token/init``, timed one by one."""
+"""Enrollment load for benchmarks: CSRs sent one by one at a concurrency, each timed.
+
+The same driver loads certtoken (``POST /token/init``) and the CFSSL peer
+(``POST /api/v1/cfssl/sign``), so both are measured the same way in one run.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from itertools import cycle
 
 import aiohttp
 from _system import CA, OWNER
+
+# One enrollment on a session: the certificate it gave, or None for an error.
+Send = Callable[[aiohttp.ClientSession, str], Awaitable[str | None]]
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -18,10 +26,37 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-async def run_level(
-    urls: list[str], token: str, csrs: list[str], concurrency: int, progress: bool = False
+async def certtoken_enroll(client: aiohttp.ClientSession, csr: str) -> str | None:
+    """``POST /token/init`` with *csr*; the certificate when it came back enrolled."""
+    body = {"type": "certificate", "request": csr, "ca": CA, **OWNER}
+    async with client.post("/token/init", json=body) as answer:
+        payload = await answer.json()
+        status = answer.status
+    detail = payload.get("detail") or {}
+    if status == 200 and detail.get("rollout_state") == "enrolled":
+        return str(detail["certificate"])
+    return None
+
+
+async def cfssl_sign(client: aiohttp.ClientSession, csr: str) -> str | None:
+    """CFSSL's ``POST /api/v1/cfssl/sign`` with *csr*; the certificate when it signed."""
+    async with client.post("/api/v1/cfssl/sign", json={"certificate_request": csr}) as answer:
+        payload = await answer.json(content_type=None)
+        status = answer.status
+    if status == 200 and payload.get("success"):
+        return str(payload["result"]["certificate"])
+    return None
+
+
+async def drive(
+    urls: list[str],
+    headers: dict[str, str],
+    send: Send,
+    csrs: list[str],
+    concurrency: int,
+    progress: bool = False,
 ) -> dict[str, float]:
-    """Send every CSR with *concurrency* requests in flight, spread over the api *urls*.
+    """Send every CSR with *send*, *concurrency* in flight, spread over *urls*.
 
     Returns the figures: rate, latency percentiles in ms, errors, duplicate certificates.
     With *progress*, prints how many are done every two seconds (to stderr).
@@ -33,9 +68,7 @@ async def run_level(
     # aiohttp: a client light enough that the services, not the client, are measured.
     sessions = [
         aiohttp.ClientSession(
-            url,
-            headers={"Authorization": token},
-            connector=aiohttp.TCPConnector(limit=concurrency),
+            url, headers=headers, connector=aiohttp.TCPConnector(limit=concurrency)
         )
         for url in urls
     ]
@@ -44,21 +77,16 @@ async def run_level(
         async def worker(client: aiohttp.ClientSession) -> None:
             nonlocal errors
             for csr in pending:
-                body = {"type": "certificate", "request": csr, "ca": CA, **OWNER}
                 started = time.perf_counter()
                 try:
-                    async with client.post("/token/init", json=body) as answer:
-                        payload = await answer.json()
-                        status = answer.status
-                    detail = payload.get("detail") or {}
-                    ok = status == 200 and detail.get("rollout_state") == "enrolled"
+                    certificate = await send(client, csr)
                 except aiohttp.ClientError:
-                    ok, detail = False, {}
+                    certificate = None
                 latencies.append(time.perf_counter() - started)
-                if ok:
-                    certificates.append(detail["certificate"])
-                else:
+                if certificate is None:
                     errors += 1
+                else:
+                    certificates.append(certificate)
 
         async def report() -> None:
             while True:
@@ -84,3 +112,11 @@ async def run_level(
         "errors": errors,
         "duplicates": len(certificates) - len(set(certificates)),
     }
+
+
+async def run_level(
+    urls: list[str], token: str, csrs: list[str], concurrency: int, progress: bool = False
+) -> dict[str, float]:
+    """Enroll every CSR through certtoken's api *urls*, *concurrency* in flight."""
+    headers = {"Authorization": token}
+    return await drive(urls, headers, certtoken_enroll, csrs, concurrency, progress)

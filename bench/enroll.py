@@ -1,8 +1,15 @@
-"""End-to-end enrollment benchmark: CSRs through ``POST /token/init``, services as processes.
+"""End-to-end enrollment benchmark: certtoken beside a CFSSL peer, measured in one run.
 
-Run: ``.venv/bin/python bench/enroll.py`` (or ``make bench``). Needs RabbitMQ (and PostgreSQL
-for ``--databases postgres``). Prints enrollments/s, latency percentiles, errors, duplicate
-certificate serials and each service's peak RSS.
+Run: ``.venv/bin/python bench/enroll.py`` (or ``make bench``). Needs RabbitMQ, PostgreSQL (for
+the ``postgres`` systems) and Debian's ``golang-cfssl`` (for ``cfssl``). Each system gets the
+same CSRs at each concurrency, sent by the same client; the table gives enrollments/s, latency
+percentiles, errors, duplicate certificates, the ratio to CFSSL at that concurrency, CPU per
+enrollment of each process and peak RSS. Figures are printed, never asserted.
+
+Systems: ``cfssl`` (``cfssl serve`` signing EC P-256 with a SQLite certificate database),
+``sqlite`` and ``postgres`` (api, ca-worker and notifier as processes on RabbitMQ),
+``postgres-2w`` (the same with two ca-workers) and ``embedded`` (``certtoken run``: one
+process, in-process broker, SQLite).
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import contextlib
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -20,17 +29,38 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _load import run_level
+from _load import cfssl_sign, drive, run_level
 from _procstat import cpu_seconds, peak_rss_mib
 from _system import admin_token, postgres_database, prepare, start_api, start_service
 
 from tests.support.amqp import vhost_url
+from tests.support.cfssl import CfsslServer
 from tests.support.pki import make_csr
-from tests.support.procs import Processes, service_env
+from tests.support.procs import Processes, embedded, free_port, service_env
+
+SYSTEMS = ("cfssl", "sqlite", "postgres", "postgres-2w", "embedded")
+WARM_UP = 50
+
+
+@dataclass
+class Running:
+    """A system under test: where to send, and the processes whose CPU counts."""
+
+    name: str
+    urls: list[str]
+    pids: dict[str, int]
+    token: str = ""
+    metrics: dict[str, str] = field(default_factory=dict)
+
+    async def level(self, csrs: list[str], concurrency: int) -> dict[str, float]:
+        """Enroll *csrs* at *concurrency*; the figures."""
+        if self.name == "cfssl":
+            return await drive(self.urls, {}, cfssl_sign, csrs, concurrency)
+        return await run_level(self.urls, self.token, csrs, concurrency)
 
 
 def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
-    """Write transactions so far: count, seconds spent in them, seconds waiting for a turn."""
+    """Write transactions so far: count, seconds in them, queued for a turn, SQLite's lock."""
     values: dict[str, float] = {}
     for line in httpx.get(metrics_url).text.splitlines():
         if line.startswith("certtoken_db_"):
@@ -44,71 +74,110 @@ def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
     )
 
 
-def start_system(procs: Processes) -> tuple[str, dict[str, str]]:
-    """Prepare the database and CA, start the three services; return api and metrics URLs."""
+def start_system(procs: Processes, workers: int = 1) -> tuple[str, dict[str, str]]:
+    """Prepare the database and CA, start the services; return the api and metrics URLs."""
     prepare(procs)
     url = start_api(procs)
     metrics = {"api": f"{url}/metrics"}
-    for name in ("ca-worker", "notifier"):
-        metrics[name] = start_service(procs, name, name)
+    for index in range(workers):
+        name = "ca-worker" if index == 0 else f"ca-worker-{index + 1}"
+        metrics[name] = start_service(procs, name, "ca-worker")
+    metrics["notifier"] = start_service(procs, "notifier", "notifier")
     return url, metrics
 
 
-def bench_database(database: str, requests: int, levels: list[int]) -> None:
-    """Run every concurrency level against one database backend and print a table."""
+@contextlib.contextmanager
+def system(name: str, workdir: Path) -> Iterator[Running]:
+    """Start system *name* in *workdir*; yield it running; stop it."""
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        if name == "cfssl":
+            server = CfsslServer(workdir / "cfssl")
+            server.start()
+            stack.callback(server.stop)
+            yield Running(name, [server.url], {"cfssl": server.pid})
+            return
+        if name == "embedded":
+            procs = embedded(workdir / "data", workdir, CERTTOKEN_LOG_LEVEL="WARNING")
+            stack.callback(procs.stop_all)
+            prepare(procs)
+            port = free_port()
+            procs.start("run", "run", "--port", str(port))
+            url = f"http://127.0.0.1:{port}"
+            procs.wait_http("run", f"{url}/readyz")
+            yield Running(name, [url], {"run": procs.running["run"].pid}, admin_token(url))
+            return
         amqp = stack.enter_context(vhost_url())
         db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        if database == "postgres":
+        if name.startswith("postgres"):
             db_url = stack.enter_context(postgres_database())
         procs = Processes(service_env(workdir / "data", amqp, db_url), workdir)
-        try:
-            url, metrics = start_system(procs)
-            token = admin_token(url)
-            print(f"\n== {database}: {requests} enrollments per level, EC P-256 CA ==", flush=True)
-            asyncio.run(run_level([url], token, [make_csr(f"warm{i}") for i in range(50)], 8))
-            names = list(procs.running)
+        stack.callback(procs.stop_all)
+        url, metrics = start_system(procs, workers=2 if name.endswith("-2w") else 1)
+        pids = {n: p.pid for n, p in procs.running.items()}
+        yield Running(name, [url], pids, admin_token(url), metrics)
+
+
+def write_lines(
+    running: Running, before: dict[str, tuple[float, float, float, float]]
+) -> list[str]:
+    """What each database writer did during a level (transactions, time, waiting)."""
+    lines = []
+    for name, (count0, secs0, wait0, lock0) in before.items():
+        count, secs, wait, lock = write_stats(running.metrics[name])
+        n = max(count - count0, 1)
+        lines.append(
+            f"      {name}: {count - count0:.0f} write transactions, "
+            f"{1000 * (secs - secs0) / n:.2f} ms each, {1000 * (wait - wait0) / n:.2f} ms queued "
+            f"for a turn, {1000 * (lock - lock0) / n:.2f} ms for SQLite's lock"
+        )
+    return lines
+
+
+def bench_system(
+    name: str, requests: int, levels: list[int], peer: dict[int, float], details: bool
+) -> None:
+    """Run every concurrency level against system *name* and print its rows."""
+    with tempfile.TemporaryDirectory() as tmp, system(name, Path(tmp)) as running:
+        asyncio.run(running.level([make_csr(f"warm{i}") for i in range(WARM_UP)], 8))
+        for level in levels:
+            csrs = [make_csr(f"{name}-c{level}-{i}") for i in range(requests)]
+            before = {n: cpu_seconds(pid) for n, pid in running.pids.items()}
+            writers = [n for n in running.metrics if n != "notifier"] if details else []
+            writes_before = {n: write_stats(running.metrics[n]) for n in writers}
+            client_before = time.process_time()
+            fig = asyncio.run(running.level(csrs, level))
+            client = time.process_time() - client_before
+            cpu = {
+                n: 1000 * (cpu_seconds(pid) - before[n]) / requests
+                for n, pid in running.pids.items()
+            }
+            if name == "cfssl":
+                peer[level] = fig["rate"]
+            ratio = f"{fig['rate'] / peer[level]:.2f}x" if level in peer else "-"
+            shown = ", ".join(f"{n} {ms:.2f}" for n, ms in cpu.items())
             print(
-                f"{'conc':>5} {'enroll/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-                f"{'errors':>6} {'dups':>5}   CPU ms per enrollment: {', '.join(names)}, client"
+                f"{name:<12} {level:>4} {fig['rate']:>9.1f} {fig['p50']:>7.1f} {fig['p95']:>7.1f} "
+                f"{fig['p99']:>7.1f} {fig['errors']:>6.0f} {fig['duplicates']:>5.0f} {ratio:>6} "
+                f"{sum(cpu.values()):>7.2f}   {shown}; client {1000 * client / requests:.2f}",
+                flush=True,
             )
-            for level in levels:
-                csrs = [make_csr(f"c{level}-{i}") for i in range(requests)]
-                before = {n: cpu_seconds(procs.running[n].pid) for n in names}
-                writes_before = {n: write_stats(metrics[n]) for n in ("api", "ca-worker")}
-                client_before = time.process_time()
-                fig = asyncio.run(run_level([url], token, csrs, level))
-                spent = [cpu_seconds(procs.running[n].pid) - before[n] for n in names]
-                spent.append(time.process_time() - client_before)
-                cpu = " ".join(f"{1000 * s / requests:.2f}" for s in spent)
-                print(
-                    f"{level:>5} {fig['rate']:>9.1f} {fig['p50']:>8.1f} {fig['p95']:>8.1f} "
-                    f"{fig['p99']:>8.1f} {fig['errors']:>6} {fig['duplicates']:>5}   {cpu}",
-                    flush=True,
-                )
-                for name, (count0, secs0, wait0, lock0) in writes_before.items():
-                    count, secs, wait, lock = write_stats(metrics[name])
-                    n = max(count - count0, 1)
-                    print(
-                        f"        {name}: {count - count0:.0f} write transactions, "
-                        f"{1000 * (secs - secs0) / n:.2f} ms each, "
-                        f"{1000 * (wait - wait0) / n:.2f} ms queued for a turn, "
-                        f"{1000 * (lock - lock0) / n:.2f} ms for SQLite's lock"
-                    )
-            rss = {name: peak_rss_mib(p.pid) for name, p in procs.running.items()}
-            print("peak RSS MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
-        finally:
-            procs.stop_all()
+            for line in write_lines(running, writes_before):
+                print(line, flush=True)
+        rss = {n: peak_rss_mib(pid) for n, pid in running.pids.items()}
+        print(f"{'':<12} peak RSS MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
 
 
 def main() -> None:
     """Parse options and run the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Example: bench/enroll.py -n 2000 -c 1 16 --systems cfssl sqlite",
+    )
     parser.add_argument("-n", "--requests", type=int, default=1000, help="CSRs per level")
-    parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument(
-        "--databases", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
+        "--writes", action="store_true", help="also print each writer's database transactions"
     )
     parser.add_argument(
         "--quick", action="store_true", help="200 CSRs at 16 in flight (for make bench)"
@@ -116,8 +185,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.requests, args.concurrency = 200, [16]
-    for database in args.databases:
-        bench_database(database, args.requests, args.concurrency)
+    # The peer first, so every certtoken row has its ratio.
+    systems = sorted(args.systems, key=lambda s: s != "cfssl")
+    print(f"{args.requests} EC P-256 enrollments per level; ratio = enroll/s over CFSSL's")
+    print(
+        f"{'system':<12} {'conc':>4} {'enroll/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+        f"{'errors':>6} {'dups':>5} {'ratio':>6} {'CPU ms':>7}   per process"
+    )
+    peer: dict[int, float] = {}
+    for name in systems:
+        bench_system(name, args.requests, args.concurrency, peer, args.writes)
 
 
 if __name__ == "__main__":

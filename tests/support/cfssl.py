@@ -135,6 +135,12 @@ class CfsslServer:
                 time.sleep(0.05)
         raise TimeoutError(f"cfssl serve did not listen: {self.log()}")
 
+    @property
+    def pid(self) -> int:
+        """The process id of ``cfssl serve`` (it must be running)."""
+        assert self._proc is not None, "cfssl serve is not running"
+        return self._proc.pid
+
     def stop(self) -> None:
         """Stop serving."""
         if self._proc is not None and self._proc.poll() is None:
