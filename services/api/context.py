@@ -31,7 +31,7 @@ class ApiContext:
     limiter: RateLimiter | None = None
 
 
-def get_context(request: Request) -> ApiContext:
-    """The app's context (a FastAPI dependency)."""
+async def get_context(request: Request) -> ApiContext:
+    """The app's context (a FastAPI dependency; a coroutine, so it needs no thread hop)."""
     ctx: ApiContext = request.app.state.ctx
     return ctx

@@ -21,10 +21,13 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util import await_only
 
 from shared.config import Settings
+from shared.db.sqlite_loop import loop_creator
 from shared.files import secure_sqlite
 
 _READONLY = "certtoken_readonly"
 _LOCK_TIMEOUT = 30.0
+# sqlite3's busy timeout while a connection opens; the pragmas then set it to 0.
+_CONNECT_TIMEOUT = 30.0
 _FIRST_RETRY = 0.0002
 _MAX_RETRY = 0.004
 
@@ -92,7 +95,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         # Created owner-only before SQLite makes it 0644; its WAL and SHM files copy the mode.
         secure_sqlite(url)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        creator = loop_creator(url, _CONNECT_TIMEOUT)
+        if creator is not None:
+            kwargs["async_creator"] = creator
+        engine = create_async_engine(url, connect_args={"timeout": _CONNECT_TIMEOUT}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
