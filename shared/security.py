@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -86,6 +87,17 @@ def issue_token(identity: Identity, secret: str, lifetime: int) -> str:
 
 def read_token(token: str, secret: str) -> Identity:
     """Verify *token* (signed with any key of the keyring *secret*) and return whom it names."""
+    identity, expires = _verified(token, secret)
+    # A token verified before is not verified again (an HMAC and a JSON parse per request),
+    # but its expiry is checked every time.
+    if time.time() >= expires:
+        raise ExpiredAccessToken("Signature has expired")
+    return identity
+
+
+@functools.lru_cache(maxsize=1024)
+def _verified(token: str, secret: str) -> tuple[Identity, float]:
+    """Whom *token* names and when it expires; raises when it is invalid or expired now."""
     keys = keys_of(secret)
     for index, key in enumerate(keys):
         try:
@@ -108,7 +120,8 @@ def read_token(token: str, secret: str) -> Identity:
     role = claims.get("role")
     if role not in ("admin", "user"):
         raise InvalidAccessToken("unknown role")
-    return Identity(username=str(claims["sub"]), role=role, realm=str(claims.get("realm", "")))
+    identity = Identity(username=str(claims["sub"]), role=role, realm=str(claims.get("realm", "")))
+    return identity, float(claims["exp"])
 
 
 def _jwt_key(secret: str) -> bytes:

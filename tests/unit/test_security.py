@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
 
 from shared.security import (
+    ExpiredAccessToken,
     Identity,
     InvalidAccessToken,
     SecretBox,
@@ -41,6 +44,17 @@ def test_access_token_round_trip_and_rejections() -> None:
     )
     with pytest.raises(InvalidAccessToken):
         read_token(unsigned, "k1")
+
+
+def test_a_token_read_before_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    identity = Identity("bob", "admin", "")
+    token = issue_token(identity, "k1", 60)
+    assert read_token(token, "k1") == identity
+    assert read_token(token, "k1") == identity  # the second read comes from the cache
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(ExpiredAccessToken):
+        read_token(token, "k1")
 
 
 def test_secret_box_detects_tampering() -> None:
