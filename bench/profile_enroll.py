@@ -113,7 +113,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="how long py-spy samples")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", type=Path, help="keep the collapsed stacks in this folder")
+    parser.add_argument(
+        "--quick", action="store_true", help="800 CSRs sampled for 3 s (for make bench)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.seconds = 800, 3.0
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         out = args.out or workdir
