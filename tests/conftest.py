@@ -114,16 +114,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _is_drill(item: pytest.Item) -> bool:
+    return item.get_closest_marker("chaos") is not None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep or deselect the fault drills as ``--drills`` says; they run last."""
     choice = config.getoption(DRILLS_OPTION)
     if choice != "with":
-        keep = choice == "only"
-        deselected = [i for i in items if (i.get_closest_marker("chaos") is not None) != keep]
+        drills_wanted = choice == "only"
+        deselected = [item for item in items if _is_drill(item) != drills_wanted]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
-            items[:] = [i for i in items if (i.get_closest_marker("chaos") is not None) == keep]
-    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+            items[:] = [item for item in items if _is_drill(item) == drills_wanted]
+    items.sort(key=_is_drill)
 
 
 # --- Logging ----------------------------------------------------------------------------------
