@@ -29,14 +29,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _load import cfssl_sign, drive, run_level
+from _load import Send, certtoken_enroll, cfssl_sign, drive
 from _procstat import cpu_seconds, peak_rss_mib
 from _system import admin_token, postgres_database, prepare, start_api, start_service
 
 from tests.support.amqp import vhost_url
 from tests.support.cfssl import CfsslServer
 from tests.support.pki import make_csr
-from tests.support.procs import Processes, embedded, free_port, service_env
+from tests.support.procs import Processes, embedded, service_env, start_embedded
 
 SYSTEMS = ("cfssl", "sqlite", "postgres", "postgres-2w", "embedded")
 WARM_UP = 50
@@ -44,19 +44,26 @@ WARM_UP = 50
 
 @dataclass
 class Running:
-    """A system under test: where to send, and the processes whose CPU counts."""
+    """A system under test: how to enroll there, and the processes whose CPU counts."""
 
-    name: str
     urls: list[str]
     pids: dict[str, int]
-    token: str = ""
+    send: Send = certtoken_enroll
+    headers: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
 
     async def level(self, csrs: list[str], concurrency: int) -> dict[str, float]:
         """Enroll *csrs* at *concurrency*; the figures."""
-        if self.name == "cfssl":
-            return await drive(self.urls, {}, cfssl_sign, csrs, concurrency)
-        return await run_level(self.urls, self.token, csrs, concurrency)
+        return await drive(self.urls, self.headers, self.send, csrs, concurrency)
+
+    def warm_up(self) -> None:
+        """Enroll a few, so that the first level does not pay for connections and caches."""
+        asyncio.run(self.level([make_csr(f"warm{i}") for i in range(WARM_UP)], 8))
+
+
+def certtoken_system(url: str, pids: dict[str, int], metrics: dict[str, str]) -> Running:
+    """A running certtoken at *url*, logged in as the benchmark's administrator."""
+    return Running([url], pids, headers={"Authorization": admin_token(url)}, metrics=metrics)
 
 
 def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
@@ -94,17 +101,15 @@ def system(name: str, workdir: Path) -> Iterator[Running]:
             server = CfsslServer(workdir / "cfssl")
             server.start()
             stack.callback(server.stop)
-            yield Running(name, [server.url], {"cfssl": server.pid})
+            yield Running([server.url], {"cfssl": server.pid}, send=cfssl_sign)
             return
         if name == "embedded":
             procs = embedded(workdir / "data", workdir, CERTTOKEN_LOG_LEVEL="WARNING")
             stack.callback(procs.stop_all)
             prepare(procs)
-            port = free_port()
-            procs.start("run", "run", "--port", str(port))
-            url = f"http://127.0.0.1:{port}"
+            url = start_embedded(procs)
             procs.wait_http("run", f"{url}/readyz")
-            yield Running(name, [url], {"run": procs.running["run"].pid}, admin_token(url))
+            yield certtoken_system(url, {"run": procs.running["run"].pid}, {})
             return
         amqp = stack.enter_context(vhost_url())
         db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -113,8 +118,7 @@ def system(name: str, workdir: Path) -> Iterator[Running]:
         procs = Processes(service_env(workdir / "data", amqp, db_url), workdir)
         stack.callback(procs.stop_all)
         url, metrics = start_system(procs, workers=2 if name.endswith("-2w") else 1)
-        pids = {n: p.pid for n, p in procs.running.items()}
-        yield Running(name, [url], pids, admin_token(url), metrics)
+        yield certtoken_system(url, {n: p.pid for n, p in procs.running.items()}, metrics)
 
 
 def write_lines(
@@ -138,7 +142,7 @@ def bench_system(
 ) -> None:
     """Run every concurrency level against system *name* and print its rows."""
     with tempfile.TemporaryDirectory() as tmp, system(name, Path(tmp)) as running:
-        asyncio.run(running.level([make_csr(f"warm{i}") for i in range(WARM_UP)], 8))
+        running.warm_up()
         for level in levels:
             csrs = [make_csr(f"{name}-c{level}-{i}") for i in range(requests)]
             before = {n: cpu_seconds(pid) for n, pid in running.pids.items()}

@@ -2,10 +2,10 @@
 
 Run: ``.venv/bin/python bench/profile_enroll.py`` (needs RabbitMQ and ``py-spy``, which the
 dev extra installs). Starts the three services as processes on SQLite (or ``--database
-postgres``), sends CSRs at ``-c`` in flight, samples the api and the ca-worker with py-spy
-(threads holding the GIL only, as ``--gil`` does) and prints, per process, the share of
-samples by package group and the top functions by own time. ``--out DIR`` keeps the
-collapsed stacks (``*.txt``, for flamegraph tools).
+postgres``) as ``bench/enroll.py`` does, sends CSRs at ``-c`` in flight, samples each service
+with py-spy (threads holding the GIL only, as ``--gil`` does) and prints, per process, the
+share of samples by package group and the top functions by own and by total time.
+``--out DIR`` keeps the collapsed stacks (``*.txt``, for flamegraph tools).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import shutil
 import subprocess
 import sys
@@ -24,12 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _load import run_level
-from _system import admin_token, postgres_database, prepare, start_api, start_service
+from enroll import system
 
-from tests.support.amqp import vhost_url
 from tests.support.pki import make_csr
-from tests.support.procs import Processes, service_env
 
 # First match wins: a frame's file path to the group its time is counted under.
 GROUPS = (
@@ -119,33 +115,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.requests, args.seconds = 800, 3.0
-    with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        out = args.out or workdir
+    with tempfile.TemporaryDirectory() as tmp, system(args.database, Path(tmp)) as running:
+        out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        amqp = stack.enter_context(vhost_url())
-        db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        if args.database == "postgres":
-            db_url = stack.enter_context(postgres_database())
-        procs = Processes(service_env(workdir / "data", amqp, db_url), workdir)
-        stack.callback(procs.stop_all)
-        prepare(procs)
-        url = start_api(procs)
-        for name in ("ca-worker", "notifier"):
-            start_service(procs, name, name)
-        token = admin_token(url)
-        asyncio.run(run_level([url], token, [make_csr(f"warm{i}") for i in range(50)], 8))
+        running.warm_up()
         csrs = [make_csr(f"p{i}") for i in range(args.requests)]
         figures: dict[str, float] = {}
 
         def load() -> None:
-            figures.update(asyncio.run(run_level([url], token, csrs, args.concurrency)))
+            figures.update(asyncio.run(running.level(csrs, args.concurrency)))
 
         loader = threading.Thread(target=load)
         loader.start()
         spies = {
-            name: record(procs.running[name].pid, args.seconds, out / f"{name}.txt")
-            for name in ("api", "ca-worker", "notifier")
+            name: record(pid, args.seconds, out / f"{name}.txt")
+            for name, pid in running.pids.items()
         }
         for name, spy in spies.items():
             _, err = spy.communicate()
