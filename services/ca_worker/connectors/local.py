@@ -28,7 +28,7 @@ from services.ca_worker.connectors.base import (
     Template,
 )
 from services.ca_worker.keystores import CAKey, close_ca_key, load_ca_key
-from services.ca_worker.keystores.file import FileCAKey, option_path, read_file
+from services.ca_worker.keystores.file import option_path, read_file
 from shared.ca_material import chain_pems, generation_of, not_ready_reason, public_urls
 from shared.identity import Decision, Owner, Refused, decide
 from shared.pki import (
@@ -97,11 +97,6 @@ class LocalConnector(Connector):
         self._hash = signature_hash(key.public_key())
         self._aki = _authority_key_identifier(cert, key)
         self._where = _where_to_check(public_url, name, generation)
-        # An EC key in memory signs in well under a millisecond, less than the hop to a thread
-        # and back; an RSA key (several ms) or a token (a round trip) signs in a thread.
-        self._sign_inline = isinstance(key, FileCAKey) and isinstance(
-            key.public_key(), ec.EllipticCurvePublicKey
-        )
 
     @classmethod
     def load(
@@ -143,7 +138,7 @@ class LocalConnector(Connector):
 
     async def sign(self, csr_pem: str, template: Template, owner: Owner) -> SignResult:
         """Certify *csr_pem*; in a thread unless the key signs faster than a thread hop."""
-        if self._sign_inline:
+        if self._key.signs_quickly:
             return self._sign(csr_pem, template, owner)
         return await asyncio.to_thread(self._sign, csr_pem, template, owner)
 

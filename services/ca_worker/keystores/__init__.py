@@ -22,6 +22,11 @@ class CAKey(Protocol):
 
     def public_key(self) -> CertificatePublicKeyTypes: ...
 
+    @property
+    def signs_quickly(self) -> bool:
+        """Whether a signature costs less than handing the work to a thread and back."""
+        ...
+
     def sign_certificate(
         self, builder: x509.CertificateBuilder, algorithm: hashes.HashAlgorithm
     ) -> x509.Certificate: ...

@@ -240,6 +240,11 @@ class Pkcs11CAKey:
         """The CA's public key, as the token holds it."""
         return self._public
 
+    @property
+    def signs_quickly(self) -> bool:
+        """Never: each signature is a round trip to the token."""
+        return False
+
     def sign_certificate(
         self, builder: x509.CertificateBuilder, algorithm: hashes.HashAlgorithm
     ) -> x509.Certificate:
