@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import getpass
 import os
 import sys
@@ -28,9 +27,6 @@ from shared.db.session import Database
 from shared.files import private_dir
 from shared.logs import configure
 from shared.messaging.topology import QUEUES_BY_SERVICE
-
-# Young objects collected every 10,000 allocations instead of 700; the older generations as before.
-_GC_THRESHOLDS = (10_000, 10, 10)
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 DEFAULT_CA = "localca"
@@ -212,12 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run *main* on uvloop when it is installed (it is, with uvicorn[standard])."""
-    # What the imports made lives as long as the process: frozen, the collector no longer
-    # walks it, and collections come less often. Under load this took p99 at concurrency 16
-    # from about 130 to 85 ms (embedded run) and from 150 to 125 ms (services as processes).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
     try:
         import uvloop
     except ImportError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import signal
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 # After its wait, POST /token/init reads its token once more before it answers.
 _INIT_ANSWER_MARGIN = 1.0
+# Young objects collected every 10,000 allocations instead of 700; the older generations as before.
+_GC_THRESHOLDS = (10_000, 10, 10)
 
 
 class Component(Protocol):
@@ -102,6 +105,7 @@ async def serve(
     *http_first*: the api's requests in flight may need the components (the embedded run);
     a worker's HTTP only reports health, so it stops consuming first.
     """
+    _settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,6 +140,17 @@ async def serve(
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise RuntimeError("HTTP server failed") from task.exception()
+
+
+def _settle_heap() -> None:
+    """Freeze what start-up made and collect young objects less often, for a long run."""
+    # What the imports and the app made lives as long as the process: frozen, the collector
+    # no longer walks it. Under load this took p99 at concurrency 16 from about 130 to 85 ms
+    # (embedded run) and from 150 to 125 ms (services as processes). Not for one-shot
+    # commands: the collection alone takes about 50 ms.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 async def _stop_servers(servers: Sequence[HttpServer], tasks: Sequence[asyncio.Task[None]]) -> None:
