@@ -97,8 +97,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         secure_sqlite(url)
         creator = loop_creator(url, _CONNECT_TIMEOUT)
         if creator is not None:
-            kwargs["async_creator"] = creator
-        engine = create_async_engine(url, connect_args={"timeout": _CONNECT_TIMEOUT}, **kwargs)
+            kwargs["async_creator"] = creator  # it opens the file itself: no connect_args
+        else:
+            kwargs["connect_args"] = {"timeout": _CONNECT_TIMEOUT}
+        engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
