@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -53,7 +53,11 @@ class SignRequest:
 
     def to_data(self) -> dict[str, Any]:
         """The job's CloudEvent data."""
-        return asdict(self)
+        # One level by hand: asdict deep-copies info and owner, which only go to JSON next.
+        data = {name: getattr(self, name) for name in _FIELDS}
+        if self.keygen is not None:
+            data["keygen"] = asdict(self.keygen)
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> SignRequest:
@@ -84,3 +88,4 @@ class SignRequest:
 
 
 _REQUIRED = ("serial", "username", "realm", "ca", "template", "request")
+_FIELDS = tuple(f.name for f in fields(SignRequest))

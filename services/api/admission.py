@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from services.api.errors import ApiError, Forbidden
 from services.api.idempotency import (
     Claim,
@@ -20,6 +18,7 @@ from services.api.idempotency import (
 )
 from services.api.token_counts import LimitCheck, Owner, held_tokens, lock_owners
 from shared.db.models import utcnow
+from shared.db.session import Executor
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def admit(
     return verdicts
 
 
-async def admit_in(session: AsyncSession, candidates: Sequence[Candidate]) -> list[Verdict]:
+async def admit_in(session: Executor, candidates: Sequence[Candidate]) -> list[Verdict]:
     """Decide *candidates* in the caller's write transaction; store the keys of those admitted.
 
     The owners' rows stay locked until the transaction (which stores the tokens) ends, so

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -169,9 +169,10 @@ class AuditLog:
         # a few audit transactions a second leave SQLite's write lock to the enrollments.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._draining.wait(), GATHER_SECONDS)
-        rows = [asdict(r) for r in records]
-        async with self._db.write() as session:
-            await session.execute(insert(AuditEntry), rows)
+        # Flat fields: a copy of each record's own dict (asdict would deep-copy every value).
+        rows = [dict(vars(r)) for r in records]
+        async with self._db.write_core() as connection:
+            await connection.execute(insert(AuditEntry), rows)
         return [None] * len(records)
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from cryptography import x509
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.admission import Admission, Candidate, admit_in
 from services.api.errors import ApiError, ParameterError
@@ -30,7 +29,7 @@ from shared.ca_material import not_ready_reason
 from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions, template_options
 from shared.csr_rules import keytype_violation
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
-from shared.db.session import Database
+from shared.db.session import Database, Executor
 from shared.domain import JOB_CSR_SIGN
 from shared.events import new_event
 from shared.identity import OWNER_ATTRIBUTES, Refused, decide, owner_of_job, owner_subject
@@ -96,8 +95,8 @@ class EnrollmentStore:
     async def _flush(self, intents: list[EnrollIntent]) -> list[OutboxMessage | Replay | Exception]:
         # Checks read outside the write lock; a serial taken meanwhile still fails on the
         # primary key (IntegrityError: drawn again). Limits and keys are decided under it.
-        async with self._db.read() as session:
-            found = await _lookups(session, [i.request for i in intents])
+        async with self._db.read_core() as connection:
+            found = await _lookups(connection, [i.request for i in intents])
         results: list[OutboxMessage | Replay | Exception] = []
         checked: list[tuple[int, SignRequest, OutboxMessage, Candidate]] = []
         for intent in intents:
@@ -117,8 +116,8 @@ class EnrollmentStore:
         if not checked:
             return results
         now = utcnow()
-        async with self._db.write() as session:
-            verdicts = await admit_in(session, [candidate for *_, candidate in checked])
+        async with self._db.write_core() as connection:
+            verdicts = await admit_in(connection, [candidate for *_, candidate in checked])
             tokens: list[dict[str, Any]] = []
             jobs: list[OutboxMessage] = []
             for (index, request, job, _), verdict in zip(checked, verdicts, strict=True):
@@ -128,8 +127,8 @@ class EnrollmentStore:
                 tokens.append(_token_values(request, now))
                 jobs.append(job)
             if tokens:
-                await session.execute(insert(Token), tokens)
-                await insert_outbox(session, jobs)
+                await connection.execute(insert(Token), tokens)
+                await insert_outbox(connection, jobs)
         return results
 
     async def store_upload(self, upload: Upload) -> OutboxMessage | Replay:
@@ -183,7 +182,7 @@ def _candidate(request: SignRequest, admission: Admission) -> Candidate:
     return Candidate(request.serial, (request.username, request.realm), admission)
 
 
-async def _holder(session: AsyncSession, identity: str) -> str | None:
+async def _holder(session: Executor, identity: str) -> str | None:
     """The serial of the token holding the certificate *identity*, if any."""
     found: str | None = await session.scalar(
         select(Token.serial).where(Token.certificate_id == identity)
@@ -212,7 +211,7 @@ class _Found:
     not_ready: dict[str, str]  # CA to why it cannot issue yet
 
 
-async def _lookups(session: AsyncSession, requests: list[SignRequest]) -> _Found:
+async def _lookups(session: Executor, requests: list[SignRequest]) -> _Found:
     """What the checks of *requests* need, read in one session."""
     cas = {r.ca for r in requests}
     connectors = (

@@ -12,12 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import and_, delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.errors import Conflict, ParameterError
 from services.api.waiter import stored_detail
 from shared.db.models import IdempotencyKey, utcnow
-from shared.db.session import Database
+from shared.db.session import Database, Executor
 from shared.security import Identity
 
 HEADER = "Idempotency-Key"
@@ -117,7 +116,7 @@ async def earlier_answer(db: Database, claim: Claim | None) -> dict[str, Any] | 
 
 
 async def prior_claims(
-    session: AsyncSession, claims: Sequence[Claim], now: datetime
+    session: Executor, claims: Sequence[Claim], now: datetime
 ) -> dict[ClaimId, Prior]:
     """The unexpired stored uses of *claims*' keys."""
     if not claims:
@@ -141,14 +140,12 @@ async def prior_claims(
     return {(caller, key): Prior(fp, serial) for caller, key, fp, serial in rows}
 
 
-async def purge_expired(session: AsyncSession, now: datetime) -> None:
+async def purge_expired(session: Executor, now: datetime) -> None:
     """Delete the keys older than their lifetime (a new use of one starts afresh)."""
     await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at <= now - LIFETIME))
 
 
-async def store_claims(
-    session: AsyncSession, made: Sequence[tuple[Claim, str]], now: datetime
-) -> None:
+async def store_claims(session: Executor, made: Sequence[tuple[Claim, str]], now: datetime) -> None:
     """Record each claim with the serial it made; the primary key refuses a concurrent twin."""
     if made:
         rows = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Token, User
+from shared.db.session import Executor
 from shared.domain import RolloutState
 from shared.token_states import DISABLED
 
@@ -24,7 +24,7 @@ INACTIVE_STATES = (RolloutState.REVOKED, RolloutState.FAILED, RolloutState.DENIE
 _ENABLED = func.coalesce(Token.info[DISABLED].as_boolean(), False).is_not(True)
 
 
-async def held_tokens(session: AsyncSession, owners: Iterable[Owner]) -> dict[Owner, list[int]]:
+async def held_tokens(session: Executor, owners: Iterable[Owner]) -> dict[Owner, list[int]]:
     """Each owner's [total, active] token count (owners holding none included)."""
     wanted = set(owners)
     counts = {owner: [0, 0] for owner in wanted}
@@ -46,7 +46,7 @@ async def held_tokens(session: AsyncSession, owners: Iterable[Owner]) -> dict[Ow
     return counts
 
 
-async def lock_owners(session: AsyncSession, owners: Iterable[Owner]) -> None:
+async def lock_owners(session: Executor, owners: Iterable[Owner]) -> None:
     """Lock the owners' user rows until the transaction ends, so their counts hold.
 
     PostgreSQL takes row locks (in id order: no deadlock between two batches); SQLite

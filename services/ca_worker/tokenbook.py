@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import outcome
@@ -21,7 +20,7 @@ from shared.db.models import (
     TokenKey,
     utcnow,
 )
-from shared.db.session import Database
+from shared.db.session import Database, Executor
 from shared.domain import RolloutState
 from shared.events import new_event
 from shared.jobs import SignRequest
@@ -79,7 +78,7 @@ class TokenBook:
         # Prepared for the state the api stores a job's token in, before the write lock; under
         # it, prepared again where the token is in another state.
         ready = [self._prepare_for(item, SUBMITTED) for item in items]
-        async with self._db.write() as session:
+        async with self._db.write_core() as session:
             # The token's state decides whether an outcome moves it on (the first one does), so
             # a redelivered or duplicated job changes nothing. The rows stay locked (SQLite's
             # write lock; FOR UPDATE elsewhere) until commit.
@@ -156,11 +155,13 @@ class TokenBook:
         )
 
     @staticmethod
-    async def _write_key(session: AsyncSession, winner: _Prepared) -> None:
+    async def _write_key(session: Executor, winner: _Prepared) -> None:
         """The key commits with the outcome: never an enrolled token without its PKCS#12."""
         assert winner.key is not None
         now = utcnow()
-        session.add(TokenKey(**winner.key, created_at=now, updated_at=now))
+        await session.execute(
+            insert(TokenKey), [{**winner.key, "created_at": now, "updated_at": now}]
+        )
         # The generated CSR, which the job did not carry.
         await session.execute(
             update(Token).where(Token.serial == winner.serial).values(request=winner.request)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.batching import Batcher
 from shared.db.models import EventHandler, SmtpServer
-from shared.db.session import Database
+from shared.db.session import Database, Executor
 from shared.notification.context import load_handlers
 from shared.notification.handlers import HandlerSpec
 from shared.notification.smtp import SmtpConfig, smtp_config
@@ -45,6 +45,11 @@ _PROBE = select(
 )
 
 
+async def _version(session: Executor) -> tuple[Any, ...]:
+    """What changes whenever a handler or an SMTP server does."""
+    return tuple((await session.execute(_PROBE)).one())
+
+
 class ConfigCache:
     """The configuration as of the caller's transaction, reloaded only when it changed."""
 
@@ -59,13 +64,19 @@ class ConfigCache:
         return await self._probes.submit(None)
 
     async def _probe_many(self, waiting: list[None]) -> list[Snapshot | Exception]:
+        # The probe on a Core connection; a session (ORM) only when there is news to load.
+        known = self._snapshot
+        async with self._db.read_core() as connection:
+            version = await _version(connection)
+        if version == known.version:
+            return [known] * len(waiting)
         async with self._db.read() as session:
             snapshot = await self.current(session)
         return [snapshot] * len(waiting)
 
     async def current(self, session: AsyncSession) -> Snapshot:
         """The configuration *session* sees."""
-        version = tuple((await session.execute(_PROBE)).one())
+        version = await _version(session)
         if version != self._snapshot.version:
             self._snapshot = await self._load(session, version)
         return self._snapshot

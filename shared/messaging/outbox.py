@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import OutboxMessage, utcnow
-from shared.db.session import Database
+from shared.db.session import Database, Executor
 from shared.events import CloudEvent, encode
 from shared.messaging.base import Broker, Message
 
@@ -45,7 +44,7 @@ def outbox_message(
     )
 
 
-async def insert_outbox(session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
+async def insert_outbox(session: Executor, rows: Sequence[OutboxMessage]) -> None:
     """Insert many outbox rows in one statement (the batch path; no ORM bookkeeping)."""
     if rows:
         await session.execute(insert(OutboxMessage), [_values(row) for row in rows])
@@ -176,7 +175,7 @@ class OutboxRelay:
         if not published and not released:
             return
         try:
-            async with self._db.write() as session:
+            async with self._db.write_core() as session:
                 if published:
                     await session.execute(
                         delete(OutboxMessage).where(OutboxMessage.message_id.in_(published))
