@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,6 @@ from typing import Any
 
 from prometheus_client import Histogram
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -26,6 +26,8 @@ from shared.db.sqlite_loop import loop_creator
 from shared.files import secure_sqlite
 
 _READONLY = "certtoken_readonly"
+_READ_BEGIN = "BEGIN"
+_WRITE_BEGIN = "BEGIN IMMEDIATE"
 _LOCK_TIMEOUT = 30.0
 # sqlite3's busy timeout while a connection opens; the pragmas then set it to 0.
 _CONNECT_TIMEOUT = 30.0
@@ -149,21 +151,35 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    if conn.get_execution_options().get(_READONLY):
-        conn.exec_driver_sql("BEGIN")
-        return
     # IMMEDIATE takes the write lock up front: a deferred read-then-write transaction
     # fails with SQLITE_BUSY_SNAPSHOT under concurrent writers instead of waiting.
+    readonly = conn.get_execution_options().get(_READONLY)
+    statement = _READ_BEGIN if readonly else _WRITE_BEGIN
+    if not _begin_on_driver(conn, statement):
+        # Refused: once more through SQLAlchemy, which raises its error as for any statement.
+        conn.exec_driver_sql(statement)
+
+
+def _begin_on_driver(conn: Any, statement: str) -> bool:
+    """Run *statement* on the driver's own cursor, retrying while locked; False if refused."""
+    # SQLAlchemy's statement pipeline (events, an execution context, and an exception wrapped
+    # on every locked retry) costs more than BEGIN itself.
+    cursor = conn.connection.dbapi_connection.cursor()
     started = time.monotonic()
     delay, deadline = _FIRST_RETRY, started + _LOCK_TIMEOUT
-    while True:
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            LOCK_WAIT.observe(time.monotonic() - started)
-            return
-        except OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        # Runs inside SQLAlchemy's greenlet: this yields to the event loop while waiting.
-        await_only(asyncio.sleep(delay))
-        delay = min(delay * 2, _MAX_RETRY)
+    try:
+        while True:
+            try:
+                cursor.execute(statement)
+                if statement != _READ_BEGIN:
+                    LOCK_WAIT.observe(time.monotonic() - started)
+                return True
+            except sqlite3.Error as exc:
+                locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+                if not locked or time.monotonic() > deadline:
+                    return False
+            # Runs inside SQLAlchemy's greenlet: this yields to the event loop while waiting.
+            await_only(asyncio.sleep(delay))
+            delay = min(delay * 2, _MAX_RETRY)
+    finally:
+        cursor.close()
