@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _load import Send, certtoken_enroll, cfssl_sign, drive
-from _procstat import cpu_seconds, peak_rss_mib
+from _procstat import cpu_seconds, cpu_seconds_named, machine_cpu, peak_rss_mib
 from _system import admin_token, postgres_database, prepare, start_api, start_service
 
 from tests.support.amqp import vhost_url
@@ -40,6 +40,12 @@ from tests.support.procs import Processes, embedded, service_env, start_embedded
 
 SYSTEMS = ("cfssl", "sqlite", "postgres", "postgres-2w", "embedded")
 WARM_UP = 50
+# The servers beside the system under test whose CPU a level also costs (by command name).
+SERVERS = {"rabbitmq": ("beam.smp",), "postgres": ("postgres",)}
+# Busier than this, a core (or all of them) is what stops a level from going faster.
+SATURATED = 0.9
+# Enrollments/s by (system, concurrency), as measured so far in this run.
+Rates = dict[tuple[str, int], float]
 
 
 @dataclass
@@ -137,9 +143,26 @@ def write_lines(
     return lines
 
 
-def bench_system(
-    name: str, requests: int, levels: list[int], peer: dict[int, float], details: bool
-) -> None:
+def limit_line(
+    machine: float, cores: dict[str, float], servers: dict[str, float], requests: int
+) -> str:
+    """Where a level stops: every core busy, one process's core busy, or neither."""
+    shown = ", ".join(f"{n} {c:.2f}" for n, c in cores.items())
+    costs = ", ".join(f"{n} {1000 * s / requests:.2f} ms" for n, s in servers.items() if s)
+    busiest = max(cores, key=lambda n: cores[n])
+    if machine >= SATURATED:
+        limit = "the machine's CPU (every core busy)"
+    elif cores[busiest] >= SATURATED:
+        limit = f"{busiest}'s core"
+    else:
+        limit = "neither CPU nor one process: waiting (more in flight would go faster)"
+    return (
+        f"{'':<12} machine {100 * machine:.0f}% busy; cores used: {shown}; "
+        f"per enrollment {costs}; stops at: {limit}"
+    )
+
+
+def bench_system(name: str, requests: int, levels: list[int], rates: Rates, details: bool) -> None:
     """Run every concurrency level against system *name* and print its rows."""
     with tempfile.TemporaryDirectory() as tmp, system(name, Path(tmp)) as running:
         running.warm_up()
@@ -148,16 +171,22 @@ def bench_system(
             before = {n: cpu_seconds(pid) for n, pid in running.pids.items()}
             writers = [n for n in running.metrics if n != "notifier"] if details else []
             writes_before = {n: write_stats(running.metrics[n]) for n in writers}
+            servers_before = {n: cpu_seconds_named(c) for n, c in SERVERS.items()}
+            machine_before = machine_cpu()
             client_before = time.process_time()
+            started = time.perf_counter()
             fig = asyncio.run(running.level(csrs, level))
             client = time.process_time() - client_before
+            elapsed = time.perf_counter() - started
+            busy = [after - was for after, was in zip(machine_cpu(), machine_before, strict=True)]
+            servers = {n: cpu_seconds_named(c) - servers_before[n] for n, c in SERVERS.items()}
             cpu = {
                 n: 1000 * (cpu_seconds(pid) - before[n]) / requests
                 for n, pid in running.pids.items()
             }
-            if name == "cfssl":
-                peer[level] = fig["rate"]
-            ratio = f"{fig['rate'] / peer[level]:.2f}x" if level in peer else "-"
+            rates[(name, level)] = fig["rate"]
+            peer = rates.get(("cfssl", level))
+            ratio = f"{fig['rate'] / peer:.2f}x" if peer else "-"
             shown = ", ".join(f"{n} {ms:.2f}" for n, ms in cpu.items())
             print(
                 f"{name:<12} {level:>4} {fig['rate']:>9.1f} {fig['p50']:>7.1f} {fig['p95']:>7.1f} "
@@ -165,6 +194,13 @@ def bench_system(
                 f"{sum(cpu.values()):>7.2f}   {shown}; client {1000 * client / requests:.2f}",
                 flush=True,
             )
+            if name != "cfssl":
+                cores = {n: ms * fig["rate"] / 1000 for n, ms in cpu.items()}
+                cores.update({n: spent / elapsed for n, spent in servers.items()})
+                print(limit_line(busy[0] / busy[1], cores, servers, requests), flush=True)
+            one_worker = rates.get(("postgres", level))
+            if name == "postgres-2w" and one_worker:
+                print(f"{'':<12} 2 ca-workers: {fig['rate'] / one_worker:.2f}x the enroll/s of 1")
             for line in write_lines(running, writes_before):
                 print(line, flush=True)
         rss = {n: peak_rss_mib(pid) for n, pid in running.pids.items()}
@@ -196,9 +232,9 @@ def main() -> None:
         f"{'system':<12} {'conc':>4} {'enroll/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
         f"{'errors':>6} {'dups':>5} {'ratio':>6} {'CPU ms':>7}   per process"
     )
-    peer: dict[int, float] = {}
+    rates: Rates = {}
     for name in systems:
-        bench_system(name, args.requests, args.concurrency, peer, args.writes)
+        bench_system(name, args.requests, args.concurrency, rates, args.writes)
 
 
 if __name__ == "__main__":
