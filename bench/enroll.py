@@ -44,6 +44,8 @@ WARM_UP = 50
 SERVERS = {"rabbitmq": ("beam.smp",), "postgres": ("postgres",)}
 # Busier than this, a core (or all of them) is what stops a level from going faster.
 SATURATED = 0.9
+# Less than this share of a core is a server the system under test does not use.
+MEANINGFUL = 0.02
 # Enrollments/s by (system, concurrency), as measured so far in this run.
 Rates = dict[tuple[str, int], float]
 
@@ -147,18 +149,23 @@ def limit_line(
     machine: float, cores: dict[str, float], servers: dict[str, float], requests: int
 ) -> str:
     """Where a level stops: every core busy, one process's core busy, or neither."""
-    shown = ", ".join(f"{n} {c:.2f}" for n, c in cores.items())
-    costs = ", ".join(f"{n} {1000 * s / requests:.2f} ms" for n, s in servers.items() if s)
-    busiest = max(cores, key=lambda n: cores[n])
+    # A server's backends that exit during a level take their CPU time with them.
+    used = {n: c for n, c in cores.items() if n not in servers or c >= MEANINGFUL}
+    shown = ", ".join(f"{n} {c:.2f}" for n, c in used.items())
+    costs = "".join(
+        f"; {n} {1000 * s / requests:.2f} ms per enrollment"
+        for n, s in servers.items()
+        if cores[n] >= MEANINGFUL
+    )
+    busiest = max(used, key=lambda n: used[n])
     if machine >= SATURATED:
         limit = "the machine's CPU (every core busy)"
-    elif cores[busiest] >= SATURATED:
+    elif used[busiest] >= SATURATED:
         limit = f"{busiest}'s core"
     else:
-        limit = "neither CPU nor one process: waiting (more in flight would go faster)"
+        limit = "no core full"
     return (
-        f"{'':<12} machine {100 * machine:.0f}% busy; cores used: {shown}; "
-        f"per enrollment {costs}; stops at: {limit}"
+        f"{'':<12} machine {100 * machine:.0f}% busy; cores used: {shown}{costs}; stops at: {limit}"
     )
 
 
