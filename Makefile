@@ -2,7 +2,7 @@
 # when pyproject.toml or constraints.txt change (stamp file $(VENV)/.installed).
 #   make run | test | chaos | lint | bench | secrets | clean | distclean
 #   make test PYTEST_ARGS="-m 'not postgres' -x"     # extra pytest arguments
-#   make test DRILLS=no TEST_WORKERS=0               # no fault drills, one process
+#   make test DRILLS=no TEST_WORKERS=0               # no machine-wide drills, one process
 #   make bench BENCH_ARGS="--quick"                   # extra arguments for every benchmark
 
 PYTHON ?= python3
@@ -14,9 +14,9 @@ PYTEST_ARGS ?=
 # down (root only then); `PREPARE=:` skips it.
 PREPARE ?= .ci/prepare
 CHAOS_ENROLLMENTS ?= 10000
-# Processes for the tests that may run side by side (all but the fault drills).
+# Processes for the tests that may run side by side (all but the machine-wide drills).
 TEST_WORKERS ?= 2
-# DRILLS=no leaves the fault drills out (they restart the machine's RabbitMQ and PostgreSQL).
+# DRILLS=no leaves out the drills that restart RabbitMQ or PostgreSQL or mount a tmpfs.
 DRILLS ?= yes
 JUNIT_DIR ?=
 junit = $(if $(JUNIT_DIR),--junitxml=$(JUNIT_DIR)/junit-$(1).xml)
@@ -53,8 +53,9 @@ run: $(STAMP)
 	$(BIN)/certtoken run
 
 # The venv is made after $(PREPARE), which installs python3-venv when it is missing.
-# Two runs: every test but the fault drills on $(TEST_WORKERS) processes (pytest-xdist), then
-# the drills alone, as they restart RabbitMQ and PostgreSQL. A run with nothing selected (exit
+# Two runs: every test but the machine-wide drills (marker machine_wide) on $(TEST_WORKERS)
+# processes (pytest-xdist), then those alone: they restart RabbitMQ and PostgreSQL or mount a
+# tmpfs. A run with nothing selected (exit
 # status 5) is fine while the other ran something. JUNIT_DIR=dir writes a JUnit report per run.
 test:
 	PYTHON=$(PYTHON) $(PREPARE)

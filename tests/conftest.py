@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tests.support.smtp import SmtpSink
 
 T = TypeVar("T")
-pytest_plugins = ["tests.support.fixtures", "tests.support.certlint"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.certlint", "tests.support.drill_report"]
 
 
 def run_in_fresh_loop(make_coro: Callable[[], Awaitable[T]]) -> T:
@@ -104,18 +104,18 @@ DRILLS_OPTION = "--drills"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--drills``: whether the fault drills (marker ``chaos``) run."""
+    """``--drills``: whether the drills that change the machine (marker ``machine_wide``) run."""
     parser.addoption(
         DRILLS_OPTION,
         choices=("with", "skip", "only"),
         default="with",
-        help="with: the drills run last (default); skip: all but the drills (safe to run in "
-        "parallel with -n); only: just the drills (they restart RabbitMQ and PostgreSQL)",
+        help="with: the drills that restart RabbitMQ or PostgreSQL or mount a tmpfs run last "
+        "(default); skip: all but those (safe to run in parallel with -n); only: just those",
     )
 
 
 def _is_drill(item: pytest.Item) -> bool:
-    return item.get_closest_marker("chaos") is not None
+    return item.get_closest_marker("machine_wide") is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

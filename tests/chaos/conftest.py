@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.support import drill_report
 from tests.support.deployment import Deployment, Verdict, deployed
 
 # Enrollments in flight per drill; `make chaos` runs longer variants.
 SIZE_ENV = "CERTTOKEN_CHAOS_ENROLLMENTS"
 DEFAULT_SIZE = 1000
-
-_VERDICTS: list[Verdict] = []
 
 
 @pytest.fixture
@@ -29,7 +27,7 @@ def report(capsys: pytest.CaptureFixture[str]) -> Callable[[Verdict], None]:
     """Print a drill's verdict line now (past the capture) and again in the run's summary."""
 
     def record(verdict: Verdict) -> None:
-        _VERDICTS.append(verdict)
+        drill_report.record(verdict.line(), verdict.ok)
         with capsys.disabled():
             print(f"\n{verdict.line()}")
 
@@ -41,13 +39,3 @@ def deployment(tmp_path: Path, postgres_url: str) -> Iterator[Deployment]:
     """2 apis, 2 ca_workers, 2 notifiers on PostgreSQL, RabbitMQ and an SMTP sink."""
     with deployed(tmp_path, postgres_url) as running:
         yield running
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Every drill's line: accepted, lost, duplicated, time to drain."""
-    if not _VERDICTS:
-        return
-    failed = any(not v.ok for v in _VERDICTS)
-    terminalreporter.section("fault drills", red=failed, bold=True)
-    for verdict in _VERDICTS:
-        terminalreporter.line(verdict.line(), red=not verdict.ok)

@@ -10,7 +10,13 @@ import pytest
 
 from tests.support.deployment import Deployment, Verdict
 
-pytestmark = [pytest.mark.chaos, pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.smtp]
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.machine_wide,
+    pytest.mark.rabbitmq,
+    pytest.mark.postgres,
+    pytest.mark.smtp,
+]
 
 DOWN_SECONDS = 3
 # RabbitMQ 3.10: right after start_app, quorum queues deleted meanwhile (other tests' vhosts)

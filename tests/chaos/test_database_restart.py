@@ -11,7 +11,13 @@ import pytest
 
 from tests.support.deployment import Deployment, Verdict
 
-pytestmark = [pytest.mark.chaos, pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.smtp]
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.machine_wide,
+    pytest.mark.rabbitmq,
+    pytest.mark.postgres,
+    pytest.mark.smtp,
+]
 
 DOWN_SECONDS = 2
 

@@ -29,7 +29,7 @@ from tests.support.deployment import ADMIN, CA, FINAL_STATES, Verdict
 from tests.support.pki import make_csr
 from tests.support.procs import embedded, start_embedded
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.machine_wide]
 
 NAME = "sqlite-disk-full"
 # The data dir's size (room for the enrollments after the ballast is gone), and the room the
