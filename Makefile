@@ -55,8 +55,8 @@ run: $(STAMP)
 # The venv is made after $(PREPARE), which installs python3-venv when it is missing.
 # Two runs: every test but the machine-wide drills (marker machine_wide) on $(TEST_WORKERS)
 # processes (pytest-xdist), then those alone: they restart RabbitMQ and PostgreSQL or mount a
-# tmpfs. A run with nothing selected (exit
-# status 5) is fine while the other ran something. JUNIT_DIR=dir writes a JUnit report per run.
+# tmpfs. A run with nothing selected (exit status 5) is fine while the other ran something.
+# JUNIT_DIR=dir writes a JUnit report per run.
 test:
 	PYTHON=$(PYTHON) $(PREPARE)
 	@$(MAKE) --no-print-directory -s venv
