@@ -8,15 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.deployment import Deployment, Verdict
+from tests.support.deployment import DRILL_MARKS, Deployment, Verdict
 
-pytestmark = [
-    pytest.mark.chaos,
-    pytest.mark.machine_wide,
-    pytest.mark.rabbitmq,
-    pytest.mark.postgres,
-    pytest.mark.smtp,
-]
+pytestmark = [*DRILL_MARKS, pytest.mark.machine_wide]
 
 DOWN_SECONDS = 3
 # RabbitMQ 3.10: right after start_app, quorum queues deleted meanwhile (other tests' vhosts)

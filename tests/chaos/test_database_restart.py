@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.deployment import Deployment, Verdict
+from tests.support.deployment import DRILL_MARKS, Deployment, Verdict
 
-pytestmark = [
-    pytest.mark.chaos,
-    pytest.mark.machine_wide,
-    pytest.mark.rabbitmq,
-    pytest.mark.postgres,
-    pytest.mark.smtp,
-]
+pytestmark = [*DRILL_MARKS, pytest.mark.machine_wide]
 
 DOWN_SECONDS = 2
 

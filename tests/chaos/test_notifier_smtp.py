@@ -18,11 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from tests.support.deployment import DRILL_MARKS, NOTIFIER, Deployment, Verdict, deployed
 
-from tests.support.deployment import NOTIFIER, Deployment, Verdict, deployed
-
-pytestmark = [pytest.mark.chaos, pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.smtp]
+pytestmark = DRILL_MARKS
 
 OUTAGE = 30.0  # what issue 10 asks
 # Deferred mails are retried every 0.5, 1, then 2 s: the attempts span (0.5 + 1 + 2 * 38 s)

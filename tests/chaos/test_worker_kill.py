@@ -7,11 +7,9 @@ import signal
 import time
 from collections.abc import Callable
 
-import pytest
+from tests.support.deployment import CA_WORKER, DRILL_MARKS, Deployment, Verdict
 
-from tests.support.deployment import CA_WORKER, Deployment, Verdict
-
-pytestmark = [pytest.mark.chaos, pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.smtp]
+pytestmark = DRILL_MARKS
 
 PERIOD, SPAN = 2.0, 10.0
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import pool, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -30,6 +31,9 @@ from tests.support.amqp import vhost_url
 from tests.support.pki import make_csr
 from tests.support.procs import Processes, free_port, service_env
 from tests.support.smtp import SmtpSink
+
+# What a drill on this deployment talks to, as markers (`.ci/run` checks that each kind ran).
+DRILL_MARKS = [pytest.mark.chaos, pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.smtp]
 
 ADMIN = {"username": "admin", "password": "admin-password-1"}
 CA = "localca"
