@@ -26,8 +26,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """On the xdist controller: take in a worker's lines."""
-    _LINES.extend((str(line), bool(ok)) for line, ok in node.workeroutput.get(WORKER_KEY, []))
+    """On the xdist controller: take in a worker's lines (none from a worker that crashed)."""
+    exported = getattr(node, "workeroutput", {}).get(WORKER_KEY, [])
+    _LINES.extend((str(line), bool(ok)) for line, ok in exported)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
