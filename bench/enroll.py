@@ -155,7 +155,7 @@ def limit_line(
     costs = "".join(
         f"; {n} {1000 * s / requests:.2f} ms per enrollment"
         for n, s in servers.items()
-        if cores[n] >= MEANINGFUL
+        if n in used
     )
     busiest = max(used, key=lambda n: used[n])
     if machine >= SATURATED:
@@ -187,10 +187,8 @@ def bench_system(name: str, requests: int, levels: list[int], rates: Rates, deta
             elapsed = time.perf_counter() - started
             busy = [after - was for after, was in zip(machine_cpu(), machine_before, strict=True)]
             servers = {n: cpu_seconds_named(c) - servers_before[n] for n, c in SERVERS.items()}
-            cpu = {
-                n: 1000 * (cpu_seconds(pid) - before[n]) / requests
-                for n, pid in running.pids.items()
-            }
+            spent = {n: cpu_seconds(pid) - before[n] for n, pid in running.pids.items()}
+            cpu = {n: 1000 * seconds / requests for n, seconds in spent.items()}
             rates[(name, level)] = fig["rate"]
             peer = rates.get(("cfssl", level))
             ratio = f"{fig['rate'] / peer:.2f}x" if peer else "-"
@@ -202,8 +200,7 @@ def bench_system(name: str, requests: int, levels: list[int], rates: Rates, deta
                 flush=True,
             )
             if name != "cfssl":
-                cores = {n: ms * fig["rate"] / 1000 for n, ms in cpu.items()}
-                cores.update({n: spent / elapsed for n, spent in servers.items()})
+                cores = {n: seconds / elapsed for n, seconds in (spent | servers).items()}
                 print(limit_line(busy[0] / busy[1], cores, servers, requests), flush=True)
             one_worker = rates.get(("postgres", level))
             if name == "postgres-2w" and one_worker:
