@@ -212,7 +212,7 @@ class _Found:
 
 
 async def _lookups(session: Executor, requests: list[SignRequest]) -> _Found:
-    """What the checks of *requests* need, read in one session."""
+    """What the checks of *requests* need, read in one transaction."""
     cas = {r.ca for r in requests}
     connectors = (
         await session.execute(
