@@ -117,7 +117,10 @@ def create_app(
         return result
 
     app.router.routes.extend(health_routes(readiness))
+    # FastAPI matches a path against each router in turn, twice per request: the enrollment
+    # route, the one under load, goes first (no other router's routes overlap it).
     for module in (
+        enroll,
         auth,
         certificate,
         users,
@@ -125,7 +128,6 @@ def create_app(
         caconnector,
         system,
         ca,
-        enroll,
         pkcs12,
         tokens,
         events,

@@ -30,6 +30,7 @@ STATE_KEY = "audit"
 INFO_MAX = 255
 _ERROR_BODY_MAX = 4096
 _NOTE_FIELDS = ("serial", "user", "realm", "info")
+_INSERT = insert(AuditEntry)  # built once, not per flush
 # privacyIDEA's privacyidea_server: which machine answered.
 SERVER_NAME = socket.gethostname()
 
@@ -172,7 +173,7 @@ class AuditLog:
         # Flat fields: a copy of each record's own dict (asdict would deep-copy every value).
         rows = [dict(vars(r)) for r in records]
         async with self._db.write_core() as connection:
-            await connection.execute(insert(AuditEntry), rows)
+            await connection.execute(_INSERT, rows)
         return [None] * len(records)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from services.api.admission import Admission, Candidate, admit_in
@@ -127,7 +127,7 @@ class EnrollmentStore:
                 tokens.append(_token_values(request, now))
                 jobs.append(job)
             if tokens:
-                await connection.execute(insert(Token), tokens)
+                await connection.execute(_INSERT_TOKENS, tokens)
                 await insert_outbox(connection, jobs)
         return results
 
@@ -211,16 +211,25 @@ class _Found:
     not_ready: dict[str, str]  # CA to why it cannot issue yet
 
 
+# Statements built once, not per call (see shared.db.session).
+_CONNECTORS = select(CAConnector.name, CAConnector.type, CAConnector.options).where(
+    CAConnector.name.in_(bindparam("cas", expanding=True))
+)
+_TEMPLATES = select(CATemplate.ca, CATemplate.name, CATemplate.options).where(
+    CATemplate.ca.in_(bindparam("cas", expanding=True)),
+    CATemplate.name.in_(bindparam("names", expanding=True)),
+)
+_OWNERS = select(
+    User.username, User.realm, *(getattr(User, name) for name in OWNER_ATTRIBUTES)
+).where(User.username.in_(bindparam("usernames", expanding=True)))
+_TAKEN = select(Token.serial).where(Token.serial.in_(bindparam("serials", expanding=True)))
+_INSERT_TOKENS = insert(Token)
+
+
 async def _lookups(session: Executor, requests: list[SignRequest]) -> _Found:
     """What the checks of *requests* need, read in one transaction."""
-    cas = {r.ca for r in requests}
-    connectors = (
-        await session.execute(
-            select(CAConnector.name, CAConnector.type, CAConnector.options).where(
-                CAConnector.name.in_(cas)
-            )
-        )
-    ).all()
+    cas = list({r.ca for r in requests})
+    connectors = (await session.execute(_CONNECTORS, {"cas": cas})).all()
     ca_types = {name: ca_type for name, ca_type, _ in connectors}
     not_ready = {
         name: reason
@@ -228,13 +237,9 @@ async def _lookups(session: Executor, requests: list[SignRequest]) -> _Found:
         if (reason := not_ready_reason(name, options)) is not None
     }
     known: Known = {(name, ""): TemplateOptions() for name in ca_types}
-    named = {r.template for r in requests if r.template and r.template != DEFAULT_TEMPLATE}
+    named = list({r.template for r in requests if r.template and r.template != DEFAULT_TEMPLATE})
     if named:
-        rows = await session.execute(
-            select(CATemplate.ca, CATemplate.name, CATemplate.options).where(
-                CATemplate.ca.in_(cas), CATemplate.name.in_(named)
-            )
-        )
+        rows = await session.execute(_TEMPLATES, {"cas": cas, "names": named})
         for ca, name, stored in rows:
             try:
                 known[(ca, name)] = template_options(dict(stored))
@@ -245,21 +250,12 @@ async def _lookups(session: Executor, requests: list[SignRequest]) -> _Found:
                     extra={"ca": ca, "template": name, "error": str(exc)},
                 )
                 known[(ca, name)] = _Unusable(str(exc))
-    columns = [getattr(User, name) for name in OWNER_ATTRIBUTES]
-    users = await session.execute(
-        select(User.username, User.realm, *columns).where(
-            User.username.in_({r.username for r in requests})
-        )
-    )
+    users = await session.execute(_OWNERS, {"usernames": list({r.username for r in requests})})
     owners = {
         (username, realm): dict(zip(OWNER_ATTRIBUTES, values, strict=True))
         for username, realm, *values in users
     }
-    taken = set(
-        await session.scalars(
-            select(Token.serial).where(Token.serial.in_([r.serial for r in requests]))
-        )
-    )
+    taken = set(await session.scalars(_TAKEN, {"serials": [r.serial for r in requests]}))
     return _Found(known, ca_types, owners, taken, not_ready)
 
 

@@ -82,11 +82,8 @@ class TokenBook:
             # The token's state decides whether an outcome moves it on (the first one does), so
             # a redelivered or duplicated job changes nothing. The rows stay locked (SQLite's
             # write lock; FOR UPDATE elsewhere) until commit.
-            found = await session.execute(
-                select(Token.serial, Token.rollout_state)
-                .where(Token.serial.in_({item.job.serial for item in items}))
-                .with_for_update()
-            )
+            serials = list({item.job.serial for item in items})
+            found = await session.execute(_STATES, {"serials": serials})
             states: dict[str, State] = {serial: state_of(state) for serial, state in found}
             results: list[list[OutboxMessage] | Exception] = []
             winners: list[_Prepared] = []
@@ -104,7 +101,7 @@ class TokenBook:
                 await session.execute(_UPDATE_OUTCOME, [w.update for w in winners])
                 issued = [w.issued for w in winners if w.issued is not None]
                 if issued:
-                    await session.execute(insert(IssuedCertificate), issued)
+                    await session.execute(_INSERT_ISSUED, issued)
                 held = [w.ca_request for w in winners if w.ca_request is not None]
                 if held:
                     await session.execute(insert(CARequest), held)
@@ -169,6 +166,13 @@ class TokenBook:
 
 
 _TOKENS = cast(Table, Token.__table__)
+# Statements built once, not per call (see shared.db.session).
+_STATES = (
+    select(Token.serial, Token.rollout_state)
+    .where(Token.serial.in_(bindparam("serials", expanding=True)))
+    .with_for_update()
+)
+_INSERT_ISSUED = insert(IssuedCertificate)
 _UPDATE_OUTCOME = (
     update(_TOKENS)
     .where(_TOKENS.c.serial == bindparam("b_serial"))

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from shared.db.models import OutboxMessage, utcnow
 from shared.db.session import Database, Executor
@@ -26,6 +26,12 @@ DEFAULT_LEASE = timedelta(seconds=30)
 _SETTLE_DELAY = 0.25
 # A publish that takes longer is left to the sweep, so no caller hangs on a sick broker.
 _SEND_TIMEOUT = 5.0
+
+# Statements built once, not per call (see shared.db.session).
+_INSERT = insert(OutboxMessage)
+_BY_IDS = OutboxMessage.message_id.in_(bindparam("ids", expanding=True))
+_DELETE = delete(OutboxMessage).where(_BY_IDS)
+_RELEASE = update(OutboxMessage).where(_BY_IDS).values(claimed_until=None)
 
 
 def outbox_message(
@@ -47,7 +53,7 @@ def outbox_message(
 async def insert_outbox(session: Executor, rows: Sequence[OutboxMessage]) -> None:
     """Insert many outbox rows in one statement (the batch path; no ORM bookkeeping)."""
     if rows:
-        await session.execute(insert(OutboxMessage), [_values(row) for row in rows])
+        await session.execute(_INSERT, [_values(row) for row in rows])
 
 
 def _values(row: OutboxMessage) -> dict[str, object]:
@@ -177,15 +183,9 @@ class OutboxRelay:
         try:
             async with self._db.write_core() as session:
                 if published:
-                    await session.execute(
-                        delete(OutboxMessage).where(OutboxMessage.message_id.in_(published))
-                    )
+                    await session.execute(_DELETE, {"ids": published})
                 if released:
-                    await session.execute(
-                        update(OutboxMessage)
-                        .where(OutboxMessage.message_id.in_(released))
-                        .values(claimed_until=None)
-                    )
+                    await session.execute(_RELEASE, {"ids": released})
         except BaseException:
             self._published.extend(published)
             self._released.extend(released)
