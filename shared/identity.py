@@ -281,21 +281,20 @@ def _refuse_kept_attributes(requested: x509.Name, subject: x509.Name, ca_type: s
 def _check_text_attribute(attribute: x509.NameAttribute[str | bytes], where: str) -> str:
     """The attribute's text; Refused for a binary value or control characters."""
     value = attribute.value
-    label = _label(attribute)
     if not isinstance(value, str):
-        raise Refused(f"{where}: {label} is not a text value")
+        raise Refused(f"{where}: {_label(attribute)} is not a text value")
     problem = text_problem(value)
     if problem:
-        raise Refused(f"{where} {label}: {problem}")
+        raise Refused(f"{where} {_label(attribute)}: {problem}")
     return value
 
 
 def _check_attribute(attribute: x509.NameAttribute[str | bytes], where: str) -> None:
     """Refuse an attribute a certificate cannot carry: control characters, over its bound."""
     value = _check_text_attribute(attribute, where)
-    label = _label(attribute)
     bound = _UPPER_BOUNDS.get(attribute.oid)
     if bound is not None and len(value) > bound:
+        label = _label(attribute)
         raise Refused(f"{where}: {label} has {len(value)} characters; at most {bound} are allowed")
     if attribute.oid == NameOID.COUNTRY_NAME and not re.fullmatch(r"[A-Z]{2}", value):
         raise Refused(f"{where}: C must be a two-letter country code")
@@ -309,7 +308,7 @@ def _attributes(name: x509.Name) -> list[tuple[str, str | bytes]]:
 
 
 def _label(attribute: x509.NameAttribute[str | bytes]) -> str:
-    """The attribute's short name (CN, O, emailAddress, ...) or dotted OID."""
+    """The attribute's short name (CN, O, emailAddress, ...) or dotted OID (for refusals only)."""
     return attribute.rfc4514_string().partition("=")[0]
 
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
+from cryptography import x509
 from sqlalchemy import Table, bindparam, insert, select, update
 
 from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import outcome
 from shared.batching import Batcher
-from shared.ca_keyids import issuer_key_id_of
+from shared.ca_keyids import authority_key_id
 from shared.db.models import (
     CARequest,
     IssuedCertificate,
@@ -26,7 +27,7 @@ from shared.events import new_event
 from shared.jobs import SignRequest
 from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
-from shared.pki import pem_certificate_id
+from shared.pki import certificate_id, load_certificate
 from shared.token_events import init_event_data
 from shared.token_states import SUBMITTED, ImpossibleTransition, State, state_of
 
@@ -122,6 +123,8 @@ class TokenBook:
         assert moved.emit is not None
         now = utcnow()
         certificate = result.certificate if isinstance(result, Issued) else ""
+        # Read once for both of its keys (the token's and the issued row's).
+        parsed = load_certificate(certificate) if certificate else None
         event = new_event(
             moved.emit,
             SOURCE,
@@ -138,10 +141,10 @@ class TokenBook:
                 "rollout_state": moved.state.value,
                 "info": moved.info,
                 "certificate": certificate,
-                "certificate_id": pem_certificate_id(certificate),
+                "certificate_id": certificate_id(parsed) if parsed else None,
                 "updated_at": now,
             },
-            issued=_issued_values(job, result, now) if isinstance(result, Issued) else None,
+            issued=_issued_values(job, result, now, parsed) if isinstance(result, Issued) else None,
             ca_request=item.ca_request,
             messages=[
                 outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease),
@@ -185,7 +188,9 @@ _UPDATE_OUTCOME = (
 )
 
 
-def _issued_values(job: SignRequest, result: Issued, now: Any) -> dict[str, Any]:
+def _issued_values(
+    job: SignRequest, result: Issued, now: Any, parsed: x509.Certificate | None
+) -> dict[str, Any]:
     return {
         "ca": job.ca,
         "serial_number": result.serial_number,
@@ -195,5 +200,5 @@ def _issued_values(job: SignRequest, result: Issued, now: Any) -> dict[str, Any]
         "not_after": result.not_after,
         "certificate": result.certificate,
         "created_at": now,
-        "issuer_key_id": issuer_key_id_of(result.certificate),
+        "issuer_key_id": authority_key_id(parsed) if parsed else None,
     }

@@ -215,10 +215,11 @@ class LocalConnector(Connector):
         try:
             csr = parse_csr(csr_pem)
             decision = decide(csr, len(csr_pem.encode()), template.name, template, owner)
-            key_usage = _key_usage(template, csr.public_key())
+            public_key = csr.public_key()  # each call decodes the key again
+            key_usage = _key_usage(template, public_key)
         except (CSRError, Refused) as exc:
             return Denied(str(exc))
-        return self._issue(csr.public_key(), decision, template, key_usage, extended_key_usage)
+        return self._issue(public_key, decision, template, key_usage, extended_key_usage)
 
     def _issue(
         self,
