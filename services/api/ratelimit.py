@@ -25,7 +25,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from services.api.envelope import error
 from services.api.errors import ApiError
@@ -171,8 +170,7 @@ class RateLimiter:
 
     def _upsert(self, rows: list[dict[str, Any]]) -> Any:
         """INSERT ... ON CONFLICT DO UPDATE hits = hits + excluded.hits, returning the totals."""
-        dialect = sqlite if self._db.is_sqlite else postgresql
-        stmt = dialect.insert(RateLimit).values(rows)
+        stmt = self._db.upsert(RateLimit).values(rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=[RateLimit.bucket, RateLimit.window],
             set_={"hits": RateLimit.hits + stmt.excluded.hits},

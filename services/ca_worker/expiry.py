@@ -12,13 +12,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from prometheus_client import Gauge
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import CAConnector, ExpiryNotice, OutboxMessage, Token, utcnow
@@ -86,7 +84,6 @@ class ExpiryScanner:
         self._relay = relay
         self._period = period_seconds
         self._ca_warning_days = ca_warning_days
-        self._postgres = db.engine.dialect.name == "postgresql"
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._gauged: set[str] = set()
@@ -168,7 +165,7 @@ class ExpiryScanner:
         async with self._db.write() as session:
             for notice in notices:
                 statement = (
-                    _insert(self._postgres)
+                    self._db.upsert(ExpiryNotice)
                     .values(
                         kind=notice.kind,
                         subject=notice.subject,
@@ -289,8 +286,3 @@ def _certificate(pem: str) -> x509.Certificate | None:
         return x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
         return None
-
-
-def _insert(postgres: bool) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
-    return postgresql.insert(ExpiryNotice) if postgres else sqlite.insert(ExpiryNotice)

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.claims import Decision, Existing, decide
@@ -82,7 +81,6 @@ class DeliveryBook:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._postgres = db.engine.dialect.name == "postgresql"
         self._claims: Batcher[ClaimRequest, ClaimResult] = Batcher(self._claim_many)
         self._outcomes: Batcher[Outcome, None] = Batcher(self._record_many)
 
@@ -190,9 +188,8 @@ class DeliveryBook:
             "created_at": now,
             "updated_at": now,
         }
-        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
         return (
-            dialect_insert(MailDelivery)
+            self._db.upsert(MailDelivery)
             .values(values)
             .on_conflict_do_nothing()
             .returning(MailDelivery.id)
