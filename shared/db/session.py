@@ -52,8 +52,8 @@ WRITE_SECONDS = Histogram(
 # work, identity map or ORM compile step: a write transaction 1.0 to 0.63 ms of CPU here).
 Executor = AsyncSession | AsyncConnection
 # The hot paths' statements are module constants with bound parameters: one built per call
-# costs more to build and to key for SQLAlchemy's compiled cache than to run (a lookup
-# transaction of four statements here: 0.54 to 0.31 ms of CPU), and a constant's key is memoized.
+# costs more to build and to key for SQLAlchemy's compiled cache than to run (a read
+# transaction of two lookups here: 0.54 to 0.31 ms of CPU), and a constant's key is memoized.
 
 
 class Database:
