@@ -20,11 +20,3 @@ def authority_key_id(cert: x509.Certificate) -> str | None:
     except x509.ExtensionNotFound:
         return None
     return aki.key_identifier.hex() if aki.key_identifier else None
-
-
-def issuer_key_id_of(pem: str) -> str | None:
-    """:func:`authority_key_id` of a PEM certificate; None when it cannot be read."""
-    try:
-        return authority_key_id(x509.load_pem_x509_certificate(pem.encode()))
-    except ValueError:
-        return None

@@ -375,8 +375,3 @@ def certificate_id(cert: x509.Certificate) -> str:
     """Who issued *cert* and its serial, as one key: ``<sha256 of the issuer DER>:<serial hex>``."""
     issuer = hashlib.sha256(cert.issuer.public_bytes()).hexdigest()
     return f"{issuer}:{serial_hex(cert.serial_number)}"
-
-
-def pem_certificate_id(pem: str) -> str | None:
-    """:func:`certificate_id` of a PEM certificate; None for no certificate ("")."""
-    return certificate_id(load_certificate(pem)) if pem else None

@@ -27,9 +27,9 @@ from services.ca_worker.outcomes import facts_of
 from services.ca_worker.polling import poll_message, poll_outbox
 from services.ca_worker.precheck import postcheck
 from services.ca_worker.registry import ConnectorRegistry
+from services.ca_worker.tokenbook import issued_record
 from services.ca_worker.tokenkeys import SECRETS_DROPPED, TokenKeys
 from shared.ca_jobs import Decision, Poll, Retirement
-from shared.ca_keyids import issuer_key_id_of
 from shared.db.models import (
     CARequest,
     IssuedCertificate,
@@ -44,7 +44,6 @@ from shared.events import new_event
 from shared.messaging.base import Broker, Message, Reject, RetryLater
 from shared.messaging.outbox import OutboxRelay, insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
-from shared.pki import pem_certificate_id
 from shared.token_events import token_event_data
 from shared.token_states import (
     Facts,
@@ -286,8 +285,8 @@ class Lifecycle:
             certificate = ""
             if end.issued is not None:
                 certificate = end.issued.certificate
-                token.certificate_id = pem_certificate_id(certificate)
-                session.add(_issued_row(ca, serial, end.issued, now))
+                row, token.certificate_id = issued_record(ca, serial, end.issued, now)
+                session.add(IssuedCertificate(**row))
             token.rollout_state = moved.state.value
             token.info = moved.info
             token.certificate = certificate
@@ -422,17 +421,3 @@ class Lifecycle:
     def _event(self, kind: EventType, serial: str, data: dict[str, Any], cid: str) -> OutboxMessage:
         event = new_event(kind, SOURCE, serial, data, cid)
         return outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease)
-
-
-def _issued_row(ca: str, serial: str, issued: Issued, now: Any) -> IssuedCertificate:
-    return IssuedCertificate(
-        ca=ca,
-        serial_number=issued.serial_number,
-        token_serial=serial,
-        subject=issued.subject,
-        not_before=issued.not_before,
-        not_after=issued.not_after,
-        certificate=issued.certificate,
-        created_at=now,
-        issuer_key_id=issuer_key_id_of(issued.certificate),
-    )

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from cryptography import x509
 from sqlalchemy import Table, bindparam, insert, select, update
 
 from services.ca_worker.connectors.base import Issued, SignResult
@@ -123,8 +122,11 @@ class TokenBook:
         assert moved.emit is not None
         now = utcnow()
         certificate = result.certificate if isinstance(result, Issued) else ""
-        # Read once for both of its keys (the token's and the issued row's).
-        parsed = load_certificate(certificate) if certificate else None
+        issued, certificate_key = (
+            issued_record(job.ca, job.serial, result, now)
+            if isinstance(result, Issued)
+            else (None, None)
+        )
         event = new_event(
             moved.emit,
             SOURCE,
@@ -141,10 +143,10 @@ class TokenBook:
                 "rollout_state": moved.state.value,
                 "info": moved.info,
                 "certificate": certificate,
-                "certificate_id": certificate_id(parsed) if parsed else None,
+                "certificate_id": certificate_key,
                 "updated_at": now,
             },
-            issued=_issued_values(job, result, now, parsed) if isinstance(result, Issued) else None,
+            issued=issued,
             ca_request=item.ca_request,
             messages=[
                 outbox_message(EVENTS_EXCHANGE, event_routing_key(event.type), event, self._lease),
@@ -188,17 +190,20 @@ _UPDATE_OUTCOME = (
 )
 
 
-def _issued_values(
-    job: SignRequest, result: Issued, now: Any, parsed: x509.Certificate | None
-) -> dict[str, Any]:
-    return {
-        "ca": job.ca,
-        "serial_number": result.serial_number,
-        "token_serial": job.serial,
-        "subject": result.subject,
-        "not_before": result.not_before,
-        "not_after": result.not_after,
-        "certificate": result.certificate,
+def issued_record(
+    ca: str, token_serial: str, issued: Issued, now: Any
+) -> tuple[dict[str, Any], str]:
+    """The issued_certificate row of *issued*, and the token's certificate_id: one read of it."""
+    certificate = load_certificate(issued.certificate)
+    row = {
+        "ca": ca,
+        "serial_number": issued.serial_number,
+        "token_serial": token_serial,
+        "subject": issued.subject,
+        "not_before": issued.not_before,
+        "not_after": issued.not_after,
+        "certificate": issued.certificate,
         "created_at": now,
-        "issuer_key_id": authority_key_id(parsed) if parsed else None,
+        "issuer_key_id": authority_key_id(certificate),
     }
+    return row, certificate_id(certificate)
