@@ -22,6 +22,9 @@ import uvloop
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _system import CA, OWNER
 
 from services.api.enrollment import EnrollIntent, EnrollmentStore
 from shared.db.models import Base, CAConnector, User
@@ -31,8 +34,6 @@ from shared.messaging.outbox import DEFAULT_LEASE
 from shared.pki import parse_csr
 from tests.support.pki import make_csr
 
-CA = "benchca"
-OWNER = ("alice", "bench")
 DISTINCT_CSRS = 50
 WARM_UP = 100
 
@@ -54,8 +55,8 @@ class Intents:
         index = self._made % DISTINCT_CSRS
         request = SignRequest(
             serial=f"BENCH{self._made:08d}",
-            username=OWNER[0],
-            realm=OWNER[1],
+            username=OWNER["user"],
+            realm=OWNER["realm"],
             ca=CA,
             template="",
             request=self._csrs[index],
@@ -71,7 +72,10 @@ async def prepared(folder: Path) -> tuple[Database, EnrollmentStore]:
         await conn.run_sync(Base.metadata.create_all)
         await conn.execute(
             insert(User).values(
-                username=OWNER[0], realm=OWNER[1], email="alice@example.com", givenname="A"
+                username=OWNER["user"],
+                realm=OWNER["realm"],
+                email="alice@example.com",
+                givenname="A",
             )
         )
         await conn.execute(insert(CAConnector).values(name=CA, type="local", options={}))
