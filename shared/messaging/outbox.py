@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 
@@ -80,8 +80,10 @@ class OutboxRelay:
         batch: int = 200,
         poll_seconds: float = 1.0,
         lease_seconds: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
+        self._clock = clock
         self._broker = broker
         self._batch = batch
         self._poll = poll_seconds
@@ -195,7 +197,7 @@ class OutboxRelay:
 
     async def claim(self) -> list[OutboxMessage]:
         """Take up to a batch of unclaimed or expired rows for this relay's lease."""
-        now = utcnow()
+        now = self._clock()
         claimable = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
         # A cheap read first, so an idle relay never takes SQLite's write lock.
         async with self._db.read() as session:

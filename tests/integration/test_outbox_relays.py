@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aio_pika
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.db.migrate import upgrade
-from shared.db.models import OutboxMessage
+from shared.db.models import OutboxMessage, utcnow
 from shared.db.session import Database
 from shared.events import new_event
 from shared.messaging.amqp import AmqpBroker
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.rabbitmq
 ROUTING_KEY = "relaytest.row"
 # A guard against hanging, not a speed claim.
 GUARD_SECONDS = 60
-# Long enough that the survivor's first look surely falls inside it.
-LEASE_SECONDS = 2.0
+# The dead relay's lease; the survivor's clock is moved across it, never waited out.
+LEASE_SECONDS = 30.0
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -59,7 +60,13 @@ async def own_queue(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
 
 @asynccontextmanager
 async def relays(
-    database_url: str, amqp_url: str, count: int, **options: float
+    database_url: str,
+    amqp_url: str,
+    count: int,
+    *,
+    batch: int = 200,
+    lease_seconds: float = 30.0,
+    clock: Callable[[], datetime] = utcnow,
 ) -> AsyncIterator[list[OutboxRelay]]:
     """*count* relays, each on its own Database engine and its own RabbitMQ connection."""
     async with AsyncExitStack() as stack:
@@ -71,12 +78,7 @@ async def relays(
             await broker.start()
             stack.push_async_callback(broker.close)
             made.append(
-                OutboxRelay(
-                    db,
-                    broker,
-                    batch=int(options.get("batch", 200)),
-                    **{k: v for k, v in options.items() if k != "batch"},
-                )
+                OutboxRelay(db, broker, batch=batch, lease_seconds=lease_seconds, clock=clock)
             )
         yield made
 
@@ -142,20 +144,24 @@ async def test_rows_of_a_dead_relay_are_published_after_its_lease(
     database_url: str, amqp_url: str
 ) -> None:
     ids = await write_rows(database_url, 50, claimed=False)
+    # The survivor reads a clock the test moves past the lease: no race with a slow machine.
+    ahead = timedelta(0)
     async with (
         own_queue(amqp_url) as queue,
         relays(database_url, amqp_url, 1, lease_seconds=LEASE_SECONDS) as (dead,),
-        relays(database_url, amqp_url, 1) as (survivor,),
+        relays(database_url, amqp_url, 1, clock=lambda: utcnow() + ahead) as (survivor,),
     ):
         assert len(await dead.claim()) == 50
         # The dead relay never publishes nor releases: its lease keeps the others off...
         assert await survivor.flush() == 0
+        ahead = timedelta(seconds=LEASE_SECONDS - 1)
+        assert await survivor.flush() == 0
         # ...until it runs out.
+        ahead = timedelta(seconds=LEASE_SECONDS + 1)
         async with asyncio.timeout(GUARD_SECONDS):
-            while survivor.published < 50:
-                if not await survivor.flush():
-                    await asyncio.sleep(0.1)
+            await drain(survivor)
         arrived = await received(queue)
+    assert survivor.published == 50
     assert set(arrived) == ids
     assert max(arrived.values()) == 1
     assert await outbox_count(database_url) == 0
