@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.ui import PREFIX as UI_PREFIX
 from shared.batching import Batcher
+from shared.db.direct import prebuilt
 from shared.db.models import AuditEntry, utcnow
 from shared.db.session import Database
 from shared.logs import correlation_id
@@ -30,7 +31,7 @@ STATE_KEY = "audit"
 INFO_MAX = 255
 _ERROR_BODY_MAX = 4096
 _NOTE_FIELDS = ("serial", "user", "realm", "info")
-_INSERT = insert(AuditEntry)  # built once, not per flush
+_INSERT = prebuilt(insert(AuditEntry))  # built once, not per flush
 # privacyIDEA's privacyidea_server: which machine answered.
 SERVER_NAME = socket.gethostname()
 

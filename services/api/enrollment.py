@@ -28,6 +28,7 @@ from shared.batching import Batcher
 from shared.ca_material import not_ready_reason
 from shared.ca_templates import DEFAULT_TEMPLATE, TemplateOptions, template_options
 from shared.csr_rules import keytype_violation
+from shared.db.direct import prebuilt
 from shared.db.models import CAConnector, CATemplate, OutboxMessage, Token, User, utcnow
 from shared.db.session import Database, Executor
 from shared.domain import JOB_CSR_SIGN
@@ -211,19 +212,27 @@ class _Found:
     not_ready: dict[str, str]  # CA to why it cannot issue yet
 
 
-# Statements built once, not per call (see shared.db.session).
-_CONNECTORS = select(CAConnector.name, CAConnector.type, CAConnector.options).where(
-    CAConnector.name.in_(bindparam("cas", expanding=True))
+# Statements built once, not per call (see shared.db.session and shared.db.direct).
+_CONNECTORS = prebuilt(
+    select(CAConnector.name, CAConnector.type, CAConnector.options).where(
+        CAConnector.name.in_(bindparam("cas", expanding=True))
+    )
 )
-_TEMPLATES = select(CATemplate.ca, CATemplate.name, CATemplate.options).where(
-    CATemplate.ca.in_(bindparam("cas", expanding=True)),
-    CATemplate.name.in_(bindparam("names", expanding=True)),
+_TEMPLATES = prebuilt(
+    select(CATemplate.ca, CATemplate.name, CATemplate.options).where(
+        CATemplate.ca.in_(bindparam("cas", expanding=True)),
+        CATemplate.name.in_(bindparam("names", expanding=True)),
+    )
 )
-_OWNERS = select(
-    User.username, User.realm, *(getattr(User, name) for name in OWNER_ATTRIBUTES)
-).where(User.username.in_(bindparam("usernames", expanding=True)))
-_TAKEN = select(Token.serial).where(Token.serial.in_(bindparam("serials", expanding=True)))
-_INSERT_TOKENS = insert(Token)
+_OWNERS = prebuilt(
+    select(User.username, User.realm, *(getattr(User, name) for name in OWNER_ATTRIBUTES)).where(
+        User.username.in_(bindparam("usernames", expanding=True))
+    )
+)
+_TAKEN = prebuilt(
+    select(Token.serial).where(Token.serial.in_(bindparam("serials", expanding=True)))
+)
+_INSERT_TOKENS = prebuilt(insert(Token))
 
 
 async def _lookups(session: Executor, requests: list[SignRequest]) -> _Found:

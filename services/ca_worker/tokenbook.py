@@ -12,6 +12,7 @@ from services.ca_worker.connectors.base import Issued, SignResult
 from services.ca_worker.outcomes import outcome
 from shared.batching import Batcher
 from shared.ca_keyids import authority_key_id
+from shared.db.direct import prebuilt
 from shared.db.models import (
     CARequest,
     IssuedCertificate,
@@ -172,13 +173,13 @@ class TokenBook:
 
 _TOKENS = cast(Table, Token.__table__)
 # Statements built once, not per call (see shared.db.session).
-_STATES = (
+_STATES = prebuilt(
     select(Token.serial, Token.rollout_state)
     .where(Token.serial.in_(bindparam("serials", expanding=True)))
     .with_for_update()
 )
-_INSERT_ISSUED = insert(IssuedCertificate)
-_UPDATE_OUTCOME = (
+_INSERT_ISSUED = prebuilt(insert(IssuedCertificate))
+_UPDATE_OUTCOME = prebuilt(
     update(_TOKENS)
     .where(_TOKENS.c.serial == bindparam("b_serial"))
     .values(

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.batching import Batcher
+from shared.db.direct import prebuilt
 from shared.db.models import EventHandler, SmtpServer
 from shared.db.session import Database, Executor
 from shared.notification.context import load_handlers
@@ -36,12 +37,14 @@ class Snapshot:
     senders: dict[str, str] = field(default_factory=dict)
 
 
-_PROBE = select(
-    select(func.count(EventHandler.id)).scalar_subquery(),
-    select(func.sum(EventHandler.id)).scalar_subquery(),
-    select(func.max(EventHandler.updated_at)).scalar_subquery(),
-    select(func.count(SmtpServer.identifier)).scalar_subquery(),
-    select(func.max(SmtpServer.updated_at)).scalar_subquery(),
+_PROBE = prebuilt(
+    select(
+        select(func.count(EventHandler.id)).scalar_subquery(),
+        select(func.sum(EventHandler.id)).scalar_subquery(),
+        select(func.max(EventHandler.updated_at)).scalar_subquery(),
+        select(func.count(SmtpServer.identifier)).scalar_subquery(),
+        select(func.max(SmtpServer.updated_at)).scalar_subquery(),
+    )
 )
 
 

@@ -31,6 +31,13 @@ class LoopConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         return fn(*args, **kwargs)
 
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection itself (shared.db.direct runs statements on it)."""
+        if self._conn is None:
+            raise ValueError("Connection closed")
+        return self._conn
+
 
 def loop_creator(url: str, timeout: float) -> Callable[[], Awaitable[LoopConnection]] | None:
     """An ``async_creator`` for the SQLite file *url*; None for memory or URI databases."""

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 
+from shared.db.direct import prebuilt
 from shared.db.models import OutboxMessage, utcnow
 from shared.db.session import Database, Executor
 from shared.events import CloudEvent, encode
@@ -28,10 +29,10 @@ _SETTLE_DELAY = 0.25
 _SEND_TIMEOUT = 5.0
 
 # Statements built once, not per call (see shared.db.session).
-_INSERT = insert(OutboxMessage)
+_INSERT = prebuilt(insert(OutboxMessage))
 _BY_IDS = OutboxMessage.message_id.in_(bindparam("ids", expanding=True))
-_DELETE = delete(OutboxMessage).where(_BY_IDS)
-_RELEASE = update(OutboxMessage).where(_BY_IDS).values(claimed_until=None)
+_DELETE = prebuilt(delete(OutboxMessage).where(_BY_IDS))
+_RELEASE = prebuilt(update(OutboxMessage).where(_BY_IDS).values(claimed_until=None))
 
 
 def outbox_message(
