@@ -13,11 +13,16 @@ Flush = Callable[[list[I]], Awaitable[Sequence[R | Exception]]]
 
 
 class Batcher(Generic[I, R]):
-    """Runs *flush* on batches of submitted items; at low load a batch is one item."""
+    """Runs *flush* on batches of submitted items; at low load a batch is one item.
 
-    def __init__(self, flush: Flush[I, R], max_batch: int = 256) -> None:
+    With *linger*, a batch that starts alone first waits that long for company: for work
+    that no caller waits on closely, where fewer flushes matter more than promptness.
+    """
+
+    def __init__(self, flush: Flush[I, R], max_batch: int = 256, linger: float = 0.0) -> None:
         self._flush = flush
         self._max = max_batch
+        self._linger = linger
         self._pending: list[tuple[I, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -32,6 +37,8 @@ class Batcher(Generic[I, R]):
         return await future
 
     async def _drain(self) -> None:
+        if self._linger:
+            await asyncio.sleep(self._linger)
         while self._pending:
             batch = self._pending[: self._max]
             del self._pending[: self._max]

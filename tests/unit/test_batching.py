@@ -66,3 +66,22 @@ async def test_max_batch_is_respected() -> None:
     await asyncio.gather(*(batcher.submit(i) for i in range(10)))
     assert max(sizes) <= 3
     assert sum(sizes) == 10
+
+
+async def test_a_lingering_batch_waits_for_company_once() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int | Exception]:
+        batches.append(items)
+        return items
+
+    batcher: Batcher[int, int] = Batcher(flush, linger=0.05)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.01)  # inside the linger: these join the first item's batch
+    assert await asyncio.gather(first, batcher.submit(1), batcher.submit(2)) == [0, 1, 2]
+    assert batches == [[0, 1, 2]]
+    late = asyncio.ensure_future(batcher.submit(3))
+    await asyncio.sleep(0.01)
+    assert not late.done()  # alone, it still waits out the linger
+    assert await late == 3
+    assert batches == [[0, 1, 2], [3]]
