@@ -74,18 +74,22 @@ def certtoken_system(url: str, pids: dict[str, int], metrics: dict[str, str]) ->
     return Running([url], pids, headers={"Authorization": admin_token(url)}, metrics=metrics)
 
 
-def write_stats(metrics_url: str) -> tuple[float, float, float, float]:
-    """Write transactions so far: count, seconds in them, queued for a turn, SQLite's lock."""
+def write_stats(metrics_url: str) -> tuple[float, ...]:
+    """Write turns so far: count, seconds in them, queued, awaiting SQLite's lock, holding it."""
     values: dict[str, float] = {}
     for line in httpx.get(metrics_url).text.splitlines():
         if line.startswith("certtoken_db_"):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
-    return (
-        values.get("certtoken_db_write_seconds_count", 0.0),
-        values.get("certtoken_db_write_seconds_sum", 0.0),
-        values.get("certtoken_db_write_wait_seconds_sum", 0.0),
-        values.get("certtoken_db_lock_wait_seconds_sum", 0.0),
+    return tuple(
+        values.get(f"certtoken_db_{name}_seconds_{part}", 0.0)
+        for name, part in (
+            ("write", "count"),
+            ("write", "sum"),
+            ("write_wait", "sum"),
+            ("lock_wait", "sum"),
+            ("lock_held", "sum"),
+        )
     )
 
 
@@ -130,17 +134,20 @@ def system(name: str, workdir: Path) -> Iterator[Running]:
 
 
 def write_lines(
-    running: Running, before: dict[str, tuple[float, float, float, float]]
+    running: Running, before: dict[str, tuple[float, ...]], elapsed: float
 ) -> list[str]:
-    """What each database writer did during a level (transactions, time, waiting)."""
+    """What each database writer did during a level (turns, waiting, SQLite's lock held)."""
     lines = []
-    for name, (count0, secs0, wait0, lock0) in before.items():
-        count, secs, wait, lock = write_stats(running.metrics[name])
-        n = max(count - count0, 1)
+    for name, was in before.items():
+        count, turn, queued, awaited, held = (
+            now - then for now, then in zip(write_stats(running.metrics[name]), was, strict=True)
+        )
+        n = max(count, 1)
         lines.append(
-            f"      {name}: {count - count0:.0f} write transactions, "
-            f"{1000 * (secs - secs0) / n:.2f} ms each, {1000 * (wait - wait0) / n:.2f} ms queued "
-            f"for a turn, {1000 * (lock - lock0) / n:.2f} ms for SQLite's lock"
+            f"      {name}: {count:.0f} write turns, {1000 * turn / n:.2f} ms each, "
+            f"{1000 * queued / n:.2f} ms queued for one, {1000 * awaited / n:.2f} ms awaiting "
+            f"SQLite's lock, {1000 * held / n:.2f} ms holding it "
+            f"({held / elapsed:.0%} of the level)"
         )
     return lines
 
@@ -205,7 +212,7 @@ def bench_system(name: str, requests: int, levels: list[int], rates: Rates, deta
             one_worker = rates.get(("postgres", level))
             if name == "postgres-2w" and one_worker:
                 print(f"{'':<12} 2 ca-workers: {fig['rate'] / one_worker:.2f}x the enroll/s of 1")
-            for line in write_lines(running, writes_before):
+            for line in write_lines(running, writes_before, elapsed):
                 print(line, flush=True)
         rss = {n: peak_rss_mib(pid) for n, pid in running.pids.items()}
         print(f"{'':<12} peak RSS MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))

@@ -45,8 +45,17 @@ LOCK_WAIT = Histogram(
     buckets=_BUCKETS,
 )
 WRITE_SECONDS = Histogram(
-    "certtoken_db_write_seconds", "Duration of committed write transactions", buckets=_BUCKETS
+    "certtoken_db_write_seconds",
+    "This process's turn to write: SQLite's lock awaited, the transaction, the connection closed",
+    buckets=_BUCKETS,
 )
+LOCK_HELD = Histogram(
+    "certtoken_db_lock_held_seconds",
+    "SQLite's write lock held: from BEGIN IMMEDIATE to the commit or rollback",
+    buckets=_BUCKETS,
+)
+# Where a connection notes when it took SQLite's write lock.
+_BEGUN = "certtoken_lock_taken"
 
 
 # What the hot paths' statements run on: an ORM session, or a Core connection (no unit of
@@ -155,6 +164,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "commit", _sqlite_end)
+        event.listen(engine.sync_engine, "rollback", _sqlite_end)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -188,6 +199,13 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql(statement)
 
 
+def _sqlite_end(conn: Any) -> None:
+    # Just before the driver's COMMIT or ROLLBACK, which in WAL mode returns at once.
+    taken = conn.info.pop(_BEGUN, None)
+    if taken is not None:
+        LOCK_HELD.observe(time.monotonic() - taken)
+
+
 def _begin_on_driver(conn: Any, statement: str) -> bool:
     """Run *statement* on the driver's own cursor, retrying while locked; False if refused."""
     # SQLAlchemy's statement pipeline (events, an execution context, and an exception wrapped
@@ -200,7 +218,9 @@ def _begin_on_driver(conn: Any, statement: str) -> bool:
             try:
                 cursor.execute(statement)
                 if statement != _READ_BEGIN:
-                    LOCK_WAIT.observe(time.monotonic() - started)
+                    taken = time.monotonic()
+                    LOCK_WAIT.observe(taken - started)
+                    conn.info[_BEGUN] = taken
                 return True
             except sqlite3.Error as exc:
                 locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
