@@ -33,6 +33,17 @@ _INSERT = prebuilt(insert(OutboxMessage))
 _BY_IDS = OutboxMessage.message_id.in_(bindparam("ids", expanding=True))
 _DELETE = prebuilt(delete(OutboxMessage).where(_BY_IDS))
 _RELEASE = prebuilt(update(OutboxMessage).where(_BY_IDS).values(claimed_until=None))
+# The relay's look before it claims, every poll of every process: whether a row is due.
+_ANY_DUE = prebuilt(
+    select(OutboxMessage.id)
+    .where(
+        or_(
+            OutboxMessage.claimed_until.is_(None),
+            OutboxMessage.claimed_until < bindparam("now"),
+        )
+    )
+    .limit(1)
+)
 
 
 def outbox_message(
@@ -201,8 +212,8 @@ class OutboxRelay:
         now = self._clock()
         claimable = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
         # A cheap read first, so an idle relay never takes SQLite's write lock.
-        async with self._db.read() as session:
-            if await session.scalar(select(OutboxMessage.id).where(claimable).limit(1)) is None:
+        async with self._db.read_core() as connection:
+            if await connection.scalar(_ANY_DUE, {"now": now}) is None:
                 return []
         async with self._db.write() as session:
             # SKIP LOCKED: concurrent relays take disjoint rows instead of queueing behind each
