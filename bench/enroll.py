@@ -176,11 +176,38 @@ def limit_line(
     )
 
 
-def bench_system(name: str, requests: int, levels: list[int], rates: Rates, details: bool) -> None:
-    """Run every concurrency level against system *name* and print its rows."""
-    with tempfile.TemporaryDirectory() as tmp, system(name, Path(tmp)) as running:
-        running.warm_up()
+def peer_rate(peer: Running | None, name: str, requests: int, level: int) -> float | None:
+    """CFSSL's enroll/s at *level* measured now, just before system *name*'s level."""
+    if peer is None:
+        return None
+    csrs = [make_csr(f"peer-{name}-c{level}-{i}") for i in range(requests)]
+    return asyncio.run(peer.level(csrs, level))["rate"]
+
+
+def bench_system(
+    name: str,
+    requests: int,
+    levels: list[int],
+    rates: Rates,
+    details: bool,
+    peer: Running | None,
+) -> None:
+    """Run every concurrency level against system *name* and print its rows.
+
+    Each certtoken level is preceded by the same level on the running CFSSL *peer*: the
+    ratio compares two measurements seconds apart, not minutes, on a machine whose speed
+    drifts by a third within the hour.
+    """
+    with contextlib.ExitStack() as stack:
+        if name == "cfssl" and peer is not None:
+            running = peer
+        else:
+            running = stack.enter_context(
+                system(name, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            )
+            running.warm_up()
         for level in levels:
+            beside = None if running is peer else peer_rate(peer, name, requests, level)
             csrs = [make_csr(f"{name}-c{level}-{i}") for i in range(requests)]
             before = {n: cpu_seconds(pid) for n, pid in running.pids.items()}
             writers = [n for n in running.metrics if n != "notifier"] if details else []
@@ -197,8 +224,9 @@ def bench_system(name: str, requests: int, levels: list[int], rates: Rates, deta
             spent = {n: cpu_seconds(pid) - before[n] for n, pid in running.pids.items()}
             cpu = {n: 1000 * seconds / requests for n, seconds in spent.items()}
             rates[(name, level)] = fig["rate"]
-            peer = rates.get(("cfssl", level))
-            ratio = f"{fig['rate'] / peer:.2f}x" if peer else "-"
+            if running is peer:
+                beside = fig["rate"]
+            ratio = f"{fig['rate'] / beside:.2f}x" if beside else "-"
             shown = ", ".join(f"{n} {ms:.2f}" for n, ms in cpu.items())
             print(
                 f"{name:<12} {level:>4} {fig['rate']:>9.1f} {fig['p50']:>7.1f} {fig['p95']:>7.1f} "
@@ -209,6 +237,8 @@ def bench_system(name: str, requests: int, levels: list[int], rates: Rates, deta
             if name != "cfssl":
                 cores = {n: seconds / elapsed for n, seconds in (spent | servers).items()}
                 print(limit_line(busy[0] / busy[1], cores, servers, requests), flush=True)
+                if beside:
+                    print(f"{'':<12} CFSSL just before: {beside:.1f} enroll/s", flush=True)
             one_worker = rates.get(("postgres", level))
             if name == "postgres-2w" and one_worker:
                 print(f"{'':<12} 2 ca-workers: {fig['rate'] / one_worker:.2f}x the enroll/s of 1")
@@ -236,16 +266,26 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.requests, args.concurrency = 200, [16]
-    # The peer first, so every certtoken row has its ratio.
+    # The peer's own rows first.
     systems = sorted(args.systems, key=lambda s: s != "cfssl")
-    print(f"{args.requests} EC P-256 enrollments per level; ratio = enroll/s over CFSSL's")
+    print(
+        f"{args.requests} EC P-256 enrollments per level; "
+        "ratio = enroll/s over CFSSL's at the same level, measured just before"
+    )
     print(
         f"{'system':<12} {'conc':>4} {'enroll/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
         f"{'errors':>6} {'dups':>5} {'ratio':>6} {'CPU ms':>7}   per process"
     )
     rates: Rates = {}
-    for name in systems:
-        bench_system(name, args.requests, args.concurrency, rates, args.writes)
+    with contextlib.ExitStack() as stack:
+        peer = None
+        if "cfssl" in systems:
+            peer = stack.enter_context(
+                system("cfssl", Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            )
+            peer.warm_up()
+        for name in systems:
+            bench_system(name, args.requests, args.concurrency, rates, args.writes, peer)
 
 
 if __name__ == "__main__":
