@@ -143,12 +143,16 @@ def write_lines(
             now - then for now, then in zip(write_stats(running.metrics[name]), was, strict=True)
         )
         n = max(count, 1)
-        lines.append(
+        line = (
             f"      {name}: {count:.0f} write turns, {1000 * turn / n:.2f} ms each, "
-            f"{1000 * queued / n:.2f} ms queued for one, {1000 * awaited / n:.2f} ms awaiting "
-            f"SQLite's lock, {1000 * held / n:.2f} ms holding it "
-            f"({held / elapsed:.0%} of the level)"
+            f"{1000 * queued / n:.2f} ms queued for one"
         )
+        if held:  # SQLite's one write lock; PostgreSQL locks rows, and reports none
+            line += (
+                f", {1000 * awaited / n:.2f} ms awaiting SQLite's lock, "
+                f"{1000 * held / n:.2f} ms holding it ({held / elapsed:.0%} of the level)"
+            )
+        lines.append(line)
     return lines
 
 
