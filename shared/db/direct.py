@@ -85,16 +85,14 @@ class _Plan:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
-        self.keys: list[str] = []
         self.processors: list[Processor] = []
         self.metadata: SimpleResultMetaData | None = None
         if isinstance(statement, Select):
             columns = statement.selected_columns
-            self.keys = list(columns.keys())
             self.processors = [
                 c.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None) for c in columns
             ]
-            self.metadata = SimpleResultMetaData(self.keys)
+            self.metadata = SimpleResultMetaData(list(columns.keys()))
 
     def compiled(self, keys: Sequence[str]) -> _Compiled:
         """The statement compiled for these parameter names (they pick an INSERT's columns)."""
