@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -15,7 +16,7 @@ Flush = Callable[[list[I]], Awaitable[Sequence[R | Exception]]]
 class Batcher(Generic[I, R]):
     """Runs *flush* on batches of submitted items; at low load a batch is one item.
 
-    With *linger*, a batch that starts alone first waits that long for company: for work
+    With *linger*, each batch first waits that long for company (until ``hurry``): for work
     that no caller waits on closely, where fewer flushes matter more than promptness.
     """
 
@@ -23,6 +24,7 @@ class Batcher(Generic[I, R]):
         self._flush = flush
         self._max = max_batch
         self._linger = linger
+        self._hurried = asyncio.Event()
         self._pending: list[tuple[I, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -36,10 +38,15 @@ class Batcher(Generic[I, R]):
             self._task = asyncio.create_task(self._drain())
         return await future
 
+    def hurry(self) -> None:
+        """Stop lingering, now and from now on (nothing more is coming: a shutdown)."""
+        self._hurried.set()
+
     async def _drain(self) -> None:
-        if self._linger:
-            await asyncio.sleep(self._linger)
         while self._pending:
+            if self._linger and not self._hurried.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurried.wait(), self._linger)
             batch = self._pending[: self._max]
             del self._pending[: self._max]
             results: Sequence[R | Exception]

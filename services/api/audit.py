@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -144,9 +143,10 @@ class AuditLog:
 
     def __init__(self, db: Database, max_batch: int = 500) -> None:
         self._db = db
-        self._batcher: Batcher[Record, None] = Batcher(self._flush, max_batch)
+        # What arrives within GATHER_SECONDS goes in one insert: a few audit transactions a
+        # second leave SQLite's write lock to the enrollments.
+        self._batcher: Batcher[Record, None] = Batcher(self._flush, max_batch, GATHER_SECONDS)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._draining = asyncio.Event()
 
     def record(self, record: Record) -> None:
         """Queue *record* for writing; does not wait."""
@@ -157,7 +157,7 @@ class AuditLog:
     async def drain(self) -> None:
         """Wait until every queued record is written (or has failed and was logged)."""
         # Nothing more is coming to gather: what is queued is written at once.
-        self._draining.set()
+        self._batcher.hurry()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -167,10 +167,6 @@ class AuditLog:
             log.error("audit record lost: %s", task.exception())
 
     async def _flush(self, records: list[Record]) -> list[None]:
-        # The records of the next GATHER_SECONDS queue up meanwhile and go in one insert:
-        # a few audit transactions a second leave SQLite's write lock to the enrollments.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._draining.wait(), GATHER_SECONDS)
         # Flat fields: a copy of each record's own dict (asdict would deep-copy every value).
         rows = [dict(vars(r)) for r in records]
         async with self._db.write_core() as connection:

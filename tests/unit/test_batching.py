@@ -85,3 +85,21 @@ async def test_a_lingering_batch_waits_for_company_once() -> None:
     assert not late.done()  # alone, it still waits out the linger
     assert await late == 3
     assert batches == [[0, 1, 2], [3]]
+
+
+async def test_hurry_ends_the_linger_at_once_and_for_good() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int | Exception]:
+        flushed.append(items)
+        return items
+
+    batcher: Batcher[int, int] = Batcher(flush, linger=30.0)
+    waiting = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # lingering: 30 s would outlast this test's guard
+    batcher.hurry()
+    async with asyncio.timeout(1):
+        assert await waiting == 1
+        assert await batcher.submit(2) == 2  # no linger after a hurry
+    assert flushed == [[1], [2]]
