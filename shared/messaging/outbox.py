@@ -33,17 +33,10 @@ _INSERT = prebuilt(insert(OutboxMessage))
 _BY_IDS = OutboxMessage.message_id.in_(bindparam("ids", expanding=True))
 _DELETE = prebuilt(delete(OutboxMessage).where(_BY_IDS))
 _RELEASE = prebuilt(update(OutboxMessage).where(_BY_IDS).values(claimed_until=None))
+# A row a relay may claim at *now*: unclaimed, or its claim's lease run out.
+_DUE = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < bindparam("now"))
 # The relay's look before it claims, every poll of every process: whether a row is due.
-_ANY_DUE = prebuilt(
-    select(OutboxMessage.id)
-    .where(
-        or_(
-            OutboxMessage.claimed_until.is_(None),
-            OutboxMessage.claimed_until < bindparam("now"),
-        )
-    )
-    .limit(1)
-)
+_ANY_DUE = prebuilt(select(OutboxMessage.id).where(_DUE).limit(1))
 
 
 def outbox_message(
@@ -210,7 +203,6 @@ class OutboxRelay:
     async def claim(self) -> list[OutboxMessage]:
         """Take up to a batch of unclaimed or expired rows for this relay's lease."""
         now = self._clock()
-        claimable = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
         # A cheap read first, so an idle relay never takes SQLite's write lock.
         async with self._db.read_core() as connection:
             if await connection.scalar(_ANY_DUE, {"now": now}) is None:
@@ -220,7 +212,7 @@ class OutboxRelay:
             # other's row locks (SQLite renders no FOR UPDATE: its one writer serialises claims).
             ids = (
                 select(OutboxMessage.id)
-                .where(claimable)
+                .where(_DUE)
                 .order_by(OutboxMessage.id)
                 .limit(self._batch)
                 .with_for_update(skip_locked=True)
@@ -229,9 +221,10 @@ class OutboxRelay:
             # claim, committed meanwhile, is re-checked (PostgreSQL re-evaluates it).
             result = await session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids.scalar_subquery()), claimable)
+                .where(OutboxMessage.id.in_(ids.scalar_subquery()), _DUE)
                 .values(claimed_until=now + self.lease)
-                .returning(OutboxMessage)
+                .returning(OutboxMessage),
+                {"now": now},
             )
             rows = list(result.scalars())
         rows.sort(key=lambda r: r.id)
