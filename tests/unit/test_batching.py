@@ -68,14 +68,19 @@ async def test_max_batch_is_respected() -> None:
     assert sum(sizes) == 10
 
 
-async def test_a_lingering_batch_waits_for_company_once() -> None:
+def lingering(seconds: float) -> tuple[Batcher[int, int], list[list[int]]]:
+    """A batcher that lingers *seconds* and the batches it has flushed."""
     batches: list[list[int]] = []
 
     async def flush(items: list[int]) -> list[int | Exception]:
         batches.append(items)
-        return items
+        return list(items)
 
-    batcher: Batcher[int, int] = Batcher(flush, linger=0.05)
+    return Batcher(flush, linger=seconds), batches
+
+
+async def test_each_lingering_batch_waits_for_company() -> None:
+    batcher, batches = lingering(0.05)
     first = asyncio.ensure_future(batcher.submit(0))
     await asyncio.sleep(0.01)  # inside the linger: these join the first item's batch
     assert await asyncio.gather(first, batcher.submit(1), batcher.submit(2)) == [0, 1, 2]
@@ -88,13 +93,7 @@ async def test_a_lingering_batch_waits_for_company_once() -> None:
 
 
 async def test_hurry_ends_the_linger_at_once_and_for_good() -> None:
-    flushed: list[list[int]] = []
-
-    async def flush(items: list[int]) -> list[int | Exception]:
-        flushed.append(items)
-        return items
-
-    batcher: Batcher[int, int] = Batcher(flush, linger=30.0)
+    batcher, flushed = lingering(30.0)
     waiting = asyncio.ensure_future(batcher.submit(1))
     await asyncio.sleep(0.01)
     assert not waiting.done()  # lingering: 30 s would outlast this test's guard
