@@ -140,7 +140,6 @@ class AmqpBroker(Broker):
         self._exchange(exchange)
         channel = await self._conn().channel(publisher_confirms=False)
         try:
-            await channel.set_qos(prefetch_count=self.prefetch)
             # A client-chosen name lets the robust connection declare it again after a reconnect.
             name = f"{self._connection_name}.subscriber.{uuid.uuid4().hex}"
             amqp_queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
@@ -340,8 +339,11 @@ class AmqpConsumer(Consumer):
         self._closing = False
 
     async def start(self) -> None:
-        """Begin the basic.consume."""
-        self._tag = await self._queue.consume(self._on_delivery)
+        """Begin the basic.consume; a subscriber's without acknowledgements."""
+        # A subscription's events are wake-ups for whoever waits in this process, and its queue
+        # dies with the process: an ack would cost a frame and RabbitMQ its bookkeeping of
+        # unacknowledged messages, and guard nothing.
+        self._tag = await self._queue.consume(self._on_delivery, no_ack=self._spec is None)
         self._broker._remember(self)
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
@@ -398,9 +400,11 @@ class AmqpConsumer(Consumer):
                     "subscriber failed; event dropped for this subscriber",
                     extra={"message_id": message.message_id, "error": repr(exc)},
                 )
-            elif not await self._reroute(incoming, message, self._spec, exc):
                 return
-        await _settle(incoming.ack())
+            if not await self._reroute(incoming, message, self._spec, exc):
+                return
+        if self._spec is not None:
+            await _settle(incoming.ack())
 
     async def _reroute(
         self,

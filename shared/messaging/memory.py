@@ -310,7 +310,7 @@ class MemoryBroker(Broker):
 
 
 class MemoryConsumer(Consumer):
-    """Takes envelopes from one queue while fewer than prefetch are in hand."""
+    """Takes envelopes from one queue while fewer than prefetch are in hand (a subscriber: all)."""
 
     def __init__(
         self,
@@ -326,7 +326,8 @@ class MemoryConsumer(Consumer):
         self._handler = handler
         self._spec = spec
         self._on_stop = on_stop
-        self._slots = asyncio.Semaphore(prefetch or broker.prefetch)
+        # A subscription takes every event at once, as RabbitMQ delivers one without acks.
+        self._slots = asyncio.Semaphore(prefetch or broker.prefetch) if spec is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._pump = asyncio.create_task(self._run(), name=f"consume {queue.name}")
@@ -349,11 +350,12 @@ class MemoryConsumer(Consumer):
 
     async def _run(self) -> None:
         while True:
-            await self._slots.acquire()
+            if self._slots is not None:
+                await self._slots.acquire()
             try:
                 envelope = await self._queue.get()
             except BaseException:
-                self._slots.release()
+                self._release()
                 raise
             task = asyncio.create_task(self._process(envelope))
             self._tasks.add(task)
@@ -367,9 +369,13 @@ class MemoryConsumer(Consumer):
             self._queue.put(replace(envelope, redelivered=True), front=True)
             raise
         finally:
-            self._slots.release()
+            self._release()
         if not settled:
             self._queue.put(replace(envelope, redelivered=True), front=True)
+
+    def _release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
 
     async def _handle(self, envelope: _Envelope) -> bool:
         """Run the handler; True once the message is acked, False when it must be requeued."""

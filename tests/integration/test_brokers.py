@@ -285,6 +285,31 @@ async def test_prefetch_bounds_concurrency(make_broker: MakeBroker, spec: QueueS
     await _eventually(lambda: len(done) == 12)
 
 
+async def test_a_subscription_is_not_held_back_by_prefetch(make_broker: MakeBroker) -> None:
+    # Its events are wake-ups, delivered without acks: a slow handler holds back no other event.
+    broker = await make_broker(prefetch=2)
+    tag = uuid4().hex[:8]
+    running = 0
+    release = asyncio.Event()
+    done: list[str] = []
+
+    async def slow(message: Message) -> None:
+        nonlocal running
+        running += 1
+        await release.wait()
+        done.append(message.message_id)
+
+    subscription = await broker.subscribe(EVENTS_EXCHANGE, f"test.{tag}.#", slow)
+    sent = [_message() for _ in range(5)]
+    for message in sent:
+        await broker.publish(EVENTS_EXCHANGE, f"test.{tag}.init", message)
+    await _eventually(lambda: running == 5)
+    release.set()
+    await _eventually(lambda: len(done) == 5)
+    assert sorted(done) == sorted(m.message_id for m in sent)
+    await subscription.stop()
+
+
 async def test_subscribers_each_get_the_event_once(make_broker: MakeBroker) -> None:
     broker = await make_broker()
     tag = uuid4().hex[:8]
