@@ -127,7 +127,7 @@ def process_of(tid: int, services: dict[int, str]) -> str:
     """Whose thread *tid* is: a service's, a server's, this client's, idle, or other."""
     if tid == 0:
         return "idle"
-    if tid in services:  # the client's thread, gone by now
+    if tid in services:  # a thread that may be gone by now (the client's)
         return services[tid]
     try:
         status = Path(f"/proc/{tid}/status").read_text()
@@ -232,7 +232,6 @@ def main() -> None:
         figures: dict[str, float] = {}
 
         def load() -> None:
-            figures["thread"] = threading.get_native_id()
             figures.update(asyncio.run(running.level(csrs, args.concurrency)))
 
         loader = threading.Thread(target=load)
@@ -245,7 +244,8 @@ def main() -> None:
                 sys.exit(f"perf record failed: {err.decode()[-500:]}")
             print_load(figures, args.concurrency)
             services = {pid: name for name, pid in running.pids.items()}
-            services[int(figures["thread"])] = "client"
+            if loader.native_id is not None:  # the client's thread, gone by now
+                services[loader.native_id] = "client"
             print_native(native_shares(out / "perf.data", services), list(running.pids))
             return
         spies = {

@@ -162,7 +162,7 @@ def unmap_big_blocks() -> None:
     """Have glibc map every block of 1 MiB or more on its own, so that freeing it frees memory."""
     # glibc raises its threshold to the size of each mapped block freed, so from the second
     # login on, scrypt's 16 MiB came from a thread's heap and stayed resident there: the api
-    # started at 118 MiB on PostgreSQL instead of 102. A threshold set once stays fixed.
+    # started at 118 MiB on PostgreSQL instead of 103. A threshold set once stays fixed.
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None:  # glibc and musl have it; elsewhere there is nothing to tune
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)

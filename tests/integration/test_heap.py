@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Three logins' password checks on threads, as the api runs them; prints how much RSS they kept.
 _LOGINS = """
-import asyncio, sys
+import asyncio
 from services.runtime import unmap_big_blocks
 from shared.security import hash_password, verify_password
 
@@ -24,8 +24,7 @@ async def logins(stored: str) -> None:
     for _ in range(3):
         assert await asyncio.to_thread(verify_password, "a long password", stored)
 
-if sys.argv[1] == "settled":
-    unmap_big_blocks()
+unmap_big_blocks()
 stored = hash_password("a long password")
 before = rss_kib()
 asyncio.run(logins(stored))
@@ -33,10 +32,10 @@ print(rss_kib() - before)
 """
 
 
-def kept_kib(mode: str) -> int:
-    """RSS in KiB that three logins left behind in a fresh interpreter."""
+def kept_kib() -> int:
+    """RSS in KiB that three logins left behind in a fresh interpreter with a settled heap."""
     run = subprocess.run(
-        [sys.executable, "-c", _LOGINS, mode],
+        [sys.executable, "-c", _LOGINS],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -49,4 +48,4 @@ def kept_kib(mode: str) -> int:
 def test_logins_keep_no_scrypt_buffer_resident() -> None:
     # scrypt (N=2^14, r=8) needs 16 MiB; without the fixed threshold glibc keeps it after the
     # second login (about 16,000 KiB here).
-    assert kept_kib("settled") < 4 * 1024
+    assert kept_kib() < 4 * 1024
