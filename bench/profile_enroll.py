@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from enroll import system
+from enroll import SERVERS, system
 
 from tests.support.pki import make_csr
 
@@ -111,8 +111,8 @@ NATIVE_GROUPS = (
     ("libc.so", "libc (malloc, memcpy)"),
     ("loop.cpython", "uvloop"),
 )
-# A process other than the services, by its command name, to the name it is shown under.
-SERVERS = {"beam.smp": "rabbitmq", "postgres": "postgres"}
+# A server beside the services, by its command name, to the name enroll.py shows it under.
+SERVER_NAMES = {command: name for name, commands in SERVERS.items() for command in commands}
 
 
 def native_group(dso: str) -> str:
@@ -139,7 +139,7 @@ def process_of(tid: int, services: dict[int, str]) -> str:
         return services[pid]
     if pid == os.getpid():
         return "client"
-    return SERVERS.get(command, "other")
+    return SERVER_NAMES.get(command, "other")
 
 
 def native_shares(data: Path, services: dict[int, str]) -> dict[tuple[str, str], float]:
@@ -152,13 +152,16 @@ def native_shares(data: Path, services: dict[int, str]) -> dict[tuple[str, str],
         check=True,
     ).stdout
     shares: collections.defaultdict[tuple[str, str], float] = collections.defaultdict(float)
+    owners: dict[int, str] = {}  # perf lists a thread once per library: read /proc once
     for line in report.splitlines():
         fields = [f.strip() for f in line.split("\t")]
         if line.startswith("#") or len(fields) != 3:
             continue
         share, thread, dso = fields
         tid = int(thread.split(":", 1)[0])
-        shares[(process_of(tid, services), native_group(dso))] += float(share.rstrip("%"))
+        if tid not in owners:
+            owners[tid] = process_of(tid, services)
+        shares[(owners[tid], native_group(dso))] += float(share.rstrip("%"))
     return dict(shares)
 
 

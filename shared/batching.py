@@ -45,8 +45,10 @@ class Batcher(Generic[I, R]):
     async def _drain(self) -> None:
         while self._pending:
             if self._linger and not self._hurried.is_set():
+                # asyncio.timeout, not wait_for: no task made per lingering batch.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurried.wait(), self._linger)
+                    async with asyncio.timeout(self._linger):
+                        await self._hurried.wait()
             batch = self._pending[: self._max]
             del self._pending[: self._max]
             results: Sequence[R | Exception]

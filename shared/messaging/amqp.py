@@ -400,10 +400,9 @@ class AmqpConsumer(Consumer):
                     "subscriber failed; event dropped for this subscriber",
                     extra={"message_id": message.message_id, "error": repr(exc)},
                 )
+            elif not await self._reroute(incoming, message, self._spec, exc):
                 return
-            if not await self._reroute(incoming, message, self._spec, exc):
-                return
-        if self._spec is not None:
+        if self._spec is not None:  # a subscription's deliveries come without acks
             await _settle(incoming.ack())
 
     async def _reroute(
