@@ -17,14 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import httpx
+from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,6 +36,7 @@ from _load import Send, certtoken_enroll, cfssl_sign, drive
 from _procstat import cpu_seconds, cpu_seconds_named, machine_cpu, peak_rss_mib
 from _system import admin_token, postgres_database, prepare, start_api, start_service
 
+from shared.config import Settings
 from tests.support.amqp import vhost_url
 from tests.support.cfssl import CfsslServer
 from tests.support.pki import make_csr
@@ -48,6 +52,8 @@ SATURATED = 0.9
 MEANINGFUL = 0.02
 # Enrollments/s by (system, concurrency), as measured so far in this run.
 Rates = dict[tuple[str, int], float]
+# CERTTOKEN_* variables of --setting, given to every certtoken process.
+Overrides = dict[str, str]
 
 
 @dataclass
@@ -106,8 +112,8 @@ def start_system(procs: Processes, workers: int = 1) -> tuple[str, dict[str, str
 
 
 @contextlib.contextmanager
-def system(name: str, workdir: Path) -> Iterator[Running]:
-    """Start system *name* in *workdir*; yield it running; stop it."""
+def system(name: str, workdir: Path, overrides: Overrides | None = None) -> Iterator[Running]:
+    """Start system *name* in *workdir*, with *overrides* set; yield it running; stop it."""
     with contextlib.ExitStack() as stack:
         if name == "cfssl":
             server = CfsslServer(workdir / "cfssl")
@@ -117,6 +123,7 @@ def system(name: str, workdir: Path) -> Iterator[Running]:
             return
         if name == "embedded":
             procs = embedded(workdir / "data", workdir, CERTTOKEN_LOG_LEVEL="WARNING")
+            procs.overrides = dict(overrides or {})
             stack.callback(procs.stop_all)
             prepare(procs)
             url = start_embedded(procs)
@@ -127,7 +134,9 @@ def system(name: str, workdir: Path) -> Iterator[Running]:
         db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
         if name.startswith("postgres"):
             db_url = stack.enter_context(postgres_database())
-        procs = Processes(service_env(workdir / "data", amqp, db_url), workdir)
+        procs = Processes(
+            service_env(workdir / "data", amqp, db_url), workdir, overrides=dict(overrides or {})
+        )
         stack.callback(procs.stop_all)
         url, metrics = start_system(procs, workers=2 if name.endswith("-2w") else 1)
         yield certtoken_system(url, {n: p.pid for n, p in procs.running.items()}, metrics)
@@ -195,6 +204,7 @@ def bench_system(
     rates: Rates,
     details: bool,
     peer: Running | None,
+    overrides: Overrides,
 ) -> None:
     """Run every concurrency level against system *name* and print its rows.
 
@@ -206,9 +216,8 @@ def bench_system(
         if name == "cfssl" and peer is not None:
             running = peer
         else:
-            running = stack.enter_context(
-                system(name, Path(stack.enter_context(tempfile.TemporaryDirectory())))
-            )
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            running = stack.enter_context(system(name, workdir, overrides))
             running.warm_up()
         for level in levels:
             beside = None if running is peer else peer_rate(peer, name, requests, level)
@@ -252,6 +261,22 @@ def bench_system(
         print(f"{'':<12} peak RSS MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
 
 
+def setting(pair: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``--setting``: the variable of a certtoken setting and a valid value."""
+    name, equals, value = pair.partition("=")
+    if not equals or name not in Settings.model_fields:
+        raise argparse.ArgumentTypeError(
+            f"{pair!r}: expected NAME=VALUE with NAME a certtoken setting (shared.config)"
+        )
+    variable = f"CERTTOKEN_{name.upper()}"
+    with mock.patch.dict(os.environ, {variable: value}):
+        try:
+            Settings()
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(f"{name}: {exc.errors()[0]['msg']}") from None
+    return variable, value
+
+
 def main() -> None:
     """Parse options and run the benchmark."""
     parser = argparse.ArgumentParser(
@@ -267,7 +292,17 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="200 CSRs at 16 in flight (for make bench)"
     )
+    parser.add_argument(
+        "--setting",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a certtoken setting for every certtoken process (repeatable; wins over the "
+        "benchmark's own), e.g. queue_type=classic",
+    )
     args = parser.parse_args()
+    overrides: Overrides = dict(args.setting)
     if args.quick:
         args.requests, args.concurrency = 200, [16]
     # The peer's own rows first.
@@ -276,6 +311,8 @@ def main() -> None:
         f"{args.requests} EC P-256 enrollments per level; "
         "ratio = enroll/s over CFSSL's at the same level, measured just before"
     )
+    if overrides:
+        print("certtoken settings: " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
     print(
         f"{'system':<12} {'conc':>4} {'enroll/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
         f"{'errors':>6} {'dups':>5} {'ratio':>6} {'CPU ms':>7}   per process"
@@ -289,7 +326,7 @@ def main() -> None:
             )
             peer.warm_up()
         for name in systems:
-            bench_system(name, args.requests, args.concurrency, rates, args.writes, peer)
+            bench_system(name, args.requests, args.concurrency, rates, args.writes, peer, overrides)
 
 
 if __name__ == "__main__":

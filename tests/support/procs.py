@@ -33,17 +33,23 @@ class Processes:
     env: dict[str, str]
     logdir: Path
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Variables that win over every process's own (a benchmark's --setting).
+    overrides: dict[str, str] = field(default_factory=dict)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a one-shot ``certtoken`` command."""
         return subprocess.run(
-            [*CERTTOKEN, *args], env=self.env, capture_output=True, text=True, timeout=120
+            [*CERTTOKEN, *args],
+            env={**self.env, **self.overrides},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
         """Start a long-running service process called *name*."""
         log = (self.logdir / f"{name}.log").open("ab")
-        env = {**self.env, **(extra_env or {})}
+        env = {**self.env, **(extra_env or {}), **self.overrides}
         self.running[name] = subprocess.Popen(
             [*CERTTOKEN, *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
