@@ -268,7 +268,8 @@ def setting(pair: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(
             f"{pair!r}: expected NAME=VALUE with NAME a certtoken setting (shared.config)"
         )
-    variable = f"CERTTOKEN_{name.upper()}"
+    variable = f"{Settings.model_config['env_prefix']}{name.upper()}"
+    # Validated as the processes will read it: from the environment (JSON for a list).
     with mock.patch.dict(os.environ, {variable: value}):
         try:
             Settings()
