@@ -268,9 +268,12 @@ def setting(pair: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(
             f"{pair!r}: expected NAME=VALUE with NAME a certtoken setting (shared.config)"
         )
-    variable = f"{Settings.model_config['env_prefix']}{name.upper()}"
-    # Validated as the processes will read it: from the environment (JSON for a list).
-    with mock.patch.dict(os.environ, {variable: value}):
+    prefix = Settings.model_config["env_prefix"]
+    variable = f"{prefix}{name.upper()}"
+    # Validated as the processes read it: from an environment whose only certtoken variable it
+    # is (service_env drops the caller's), JSON for a list.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+    with mock.patch.dict(os.environ, {**environment, variable: value}, clear=True):
         try:
             Settings()
         except ValidationError as exc:
