@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import aio_pika
@@ -22,6 +22,7 @@ from aiormq.exceptions import ChannelNotFoundEntity
 
 from shared.events import CONTENT_TYPE
 from shared.logs import correlation_id
+from shared.messaging.acks import Acker
 from shared.messaging.base import Broker, Consumer, Handler, Message, Unroutable
 from shared.messaging.routing import (
     REQUEUE_PAUSE,
@@ -337,6 +338,7 @@ class AmqpConsumer(Consumer):
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._closing = False
+        self._acker = Acker()
 
     async def start(self) -> None:
         """Begin the basic.consume; a subscriber's without acknowledgements."""
@@ -360,10 +362,9 @@ class AmqpConsumer(Consumer):
                 await asyncio.wait_for(self._queue.cancel(self._tag), CLOSE_TIMEOUT)
         except Exception as exc:
             log.debug("basic.cancel failed", extra={"queue": self._queue.name, "error": repr(exc)})
-        # Deliveries that reach _on_delivery from now on are not started: a quorum queue may
-        # have returned them with the cancel already, so handling them would do the work twice
-        # (seen with RabbitMQ 3.10: handled, acked, and still queued). Left unacked, they go
-        # back to the queue when the channel closes. The handlers in hand finish, in time.
+        # Deliveries that reach _on_delivery from now on (sent before the cancel-ok) are not
+        # started, so a stop takes on no new work: left unacked, they go back to the queue when
+        # the channel closes. The handlers in hand finish, in time.
         self._closing = True
         deadline = asyncio.get_running_loop().time() + drain_timeout
         in_hand = len(self._tasks)
@@ -374,6 +375,9 @@ class AmqpConsumer(Consumer):
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        # Acked before the channel closes: a quorum queue returns whatever is unsettled then.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._acker.drain(), CLOSE_TIMEOUT)
         log.info(
             "consumer stopped",
             extra={"queue": self._queue.name, "in_hand": in_hand, "unfinished": len(pending)},
@@ -382,6 +386,8 @@ class AmqpConsumer(Consumer):
             await asyncio.wait_for(self._channel.close(), CLOSE_TIMEOUT)
 
     async def _on_delivery(self, incoming: AbstractIncomingMessage) -> None:
+        if self._spec is not None:
+            self._acker.delivered(incoming)
         if self._closing:
             return  # left unacked: RabbitMQ requeues it when the channel closes, unhandled
         # Our own task, not aiormq's, so that stop() decides when a handler is cancelled.
@@ -403,7 +409,7 @@ class AmqpConsumer(Consumer):
             elif not await self._reroute(incoming, message, self._spec, exc):
                 return
         if self._spec is not None:  # a subscription's deliveries come without acks
-            await _settle(incoming.ack())
+            self._acker.handled(incoming)
 
     async def _reroute(
         self,
@@ -431,19 +437,9 @@ class AmqpConsumer(Consumer):
                 extra={"message_id": message.message_id, "queue": route.queue, "error": repr(exc)},
             )
             await asyncio.sleep(REQUEUE_PAUSE)
-            await _settle(incoming.nack(requeue=True))
+            await self._acker.nack(incoming)
             return False
         return True
-
-
-async def _settle(outcome: Awaitable[None]) -> None:
-    """Await an ack or nack; a closed channel means RabbitMQ will redeliver anyway."""
-    try:
-        await outcome
-    except Exception as exc:
-        log.warning(
-            "ack/nack lost with its channel; expect a redelivery", extra={"error": repr(exc)}
-        )
 
 
 async def _passive(channel: AbstractChannel, name: str) -> AbstractQueue:
