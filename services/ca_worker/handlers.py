@@ -24,7 +24,7 @@ from services.ca_worker.jobs import acknowledge_impossible, read_job
 from services.ca_worker.polling import poll_outbox
 from services.ca_worker.precheck import precheck
 from services.ca_worker.registry import ConnectorRegistry
-from services.ca_worker.tokenbook import Outcome, TokenBook
+from services.ca_worker.tokenbook import Outcome, TokenBook, ensure_awaiting_outcome
 from services.ca_worker.tokenkeys import FreshKey, TokenKeys
 from shared.ca_jobs import Poll
 from shared.db.models import OutboxMessage, User, utcnow
@@ -101,6 +101,15 @@ class SignHandler:
     async def __call__(self, message: Message) -> None:
         """Sign the job's CSR (or hold it for approval), record the outcome, publish the event."""
         job, cid = read_job(message, SignRequest)
+        if message.redelivered or message.attempt > 1:
+            # Handled before, perhaps: a worker that recorded the outcome may have lost its ack
+            # (killed; or RabbitMQ dropped it). The CA is not asked again for a token that has
+            # moved on: an external CA would issue a second certificate.
+            try:
+                await ensure_awaiting_outcome(self._db, job.serial)
+            except ImpossibleTransition as refusal:
+                acknowledge_impossible(job.serial, refusal)
+                return
 
         refused: Denied | None = None
         fresh: FreshKey | None = None

@@ -29,7 +29,14 @@ from shared.messaging.outbox import insert_outbox, outbox_message
 from shared.messaging.topology import EVENTS_EXCHANGE, event_routing_key
 from shared.pki import certificate_id, load_certificate
 from shared.token_events import init_event_data
-from shared.token_states import SUBMITTED, ImpossibleTransition, State, state_of
+from shared.token_states import (
+    SUBMITTED,
+    ImpossibleTransition,
+    State,
+    Trigger,
+    state_of,
+    transition,
+)
 
 SOURCE = "certtoken/ca_worker"
 
@@ -172,6 +179,15 @@ class TokenBook:
 
 
 _TOKENS = cast(Table, Token.__table__)
+
+
+async def ensure_awaiting_outcome(db: Database, serial: str) -> None:
+    """ImpossibleTransition unless the token of *serial* still waits for its CA's outcome."""
+    async with db.read() as session:
+        state = await session.scalar(select(Token.rollout_state).where(Token.serial == serial))
+    transition(state_of(state), Trigger.ISSUE)
+
+
 # Statements built once, not per call (see shared.db.session).
 _STATES = prebuilt(
     select(Token.serial, Token.rollout_state)

@@ -8,17 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from services.ca_worker.connectors.base import Denied, Issued, Pending, SignResult
 from services.ca_worker.keygen import KeygenRefused, KeyPool
 from services.ca_worker.pkcs12 import build_pkcs12
-from shared.db.models import Token, TokenKey
+from services.ca_worker.tokenbook import ensure_awaiting_outcome
+from shared.db.models import TokenKey
 from shared.db.session import Database
 from shared.identity import Owner, Refused, owner_subject
 from shared.jobs import KeySpec, SignRequest
 from shared.security import SecretBox
-from shared.token_states import Trigger, state_of, transition
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +52,8 @@ class TokenKeys:
         """
         spec = job.keygen
         assert spec is not None
-        async with self._db.read() as session:
-            state = await session.scalar(
-                select(Token.rollout_state).where(Token.serial == job.serial)
-            )
         # Only a token that can still be issued gets a key (ImpossibleTransition otherwise).
-        transition(state_of(state), Trigger.ISSUE)
+        await ensure_awaiting_outcome(self._db, job.serial)
         try:
             password = self._password(spec)
             # The CA decides the certificate's names again; the CSR carries the same ones.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 from cryptography import x509
 from sqlalchemy import select, text
 
-from shared.db.models import CAConnector
+from shared.db.models import CAConnector, Token
+from shared.messaging.base import Message
+from shared.messaging.topology import CA_WORKER_QUEUE
 from tests.integration.test_ca_approval import watch
 from tests.support.cfssl import AUTH_KEY, AUTHED_PROFILE, CfsslServer
 from tests.support.pki import make_csr, openssl_verify
@@ -39,6 +42,44 @@ async def state_of(client: httpx.AsyncClient, serial: str) -> dict[str, Any]:
     answer = (await client.get("/token/", params={"serial": serial})).json()
     token: dict[str, Any] = answer["result"]["value"]["tokens"][0]
     return token
+
+
+async def test_a_job_delivered_again_is_not_signed_again(
+    idle_worker: Stack, cfssl: CfsslServer
+) -> None:
+    # A worker that recorded the outcome and lost its ack (killed, or RabbitMQ dropped it) meets
+    # the job again: the external CA must not issue a second certificate for the token.
+    stack = idle_worker
+    jobs: list[Message] = []
+
+    async def capture(message: Message) -> None:
+        jobs.append(message)
+
+    consumer = await stack.broker.consume(CA_WORKER_QUEUE, capture)
+    async with stack.client(await stack.admin_token()) as client:
+        assert (await client.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
+        await add_connector(
+            client, "remote", url=cfssl.url, profile=AUTHED_PROFILE, auth_key=AUTH_KEY, timeout=5
+        )
+        detail = await init(client, "remote")
+    assert detail["rollout_state"] == "submitted", detail
+    async with asyncio.timeout(5):
+        while not jobs:  # noqa: ASYNC110 - the broker delivers when it does
+            await asyncio.sleep(0.05)
+    await consumer.stop()
+    [job] = jobs
+    handler = stack.worker.handler
+    await handler(job)
+    assert cfssl.issued() == 1
+    async with stack.db.read() as session:
+        token = await session.get(Token, detail["serial"])
+    assert token is not None and token.rollout_state == "enrolled"
+    for again in (dataclasses.replace(job, redelivered=True), dataclasses.replace(job, attempt=2)):
+        await handler(again)
+        assert cfssl.issued() == 1, "the CA was asked again for an enrolled token"
+    async with stack.db.read() as session:
+        after = await session.get(Token, detail["serial"])
+    assert after is not None and after.certificate == token.certificate
 
 
 async def test_enroll_and_revoke_through_cfssl_keep_the_key_secret(

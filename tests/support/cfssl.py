@@ -160,3 +160,9 @@ class CfsslServer:
                 "SELECT status FROM certificates WHERE serial_number = ?", (str(serial),)
             ).fetchone()
         return str(row[0]) if row else ""
+
+    def issued(self) -> int:
+        """How many certificates cfssl's database holds."""
+        with sqlite3.connect(self.dir / "certs.db") as db:
+            (count,) = db.execute("SELECT count(*) FROM certificates").fetchone()
+        return int(count)
