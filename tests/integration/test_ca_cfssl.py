@@ -15,10 +15,10 @@ from cryptography import x509
 from sqlalchemy import select, text
 
 from shared.db.models import CAConnector, Token
-from shared.messaging.base import Message
 from shared.messaging.topology import CA_WORKER_QUEUE
 from tests.integration.test_ca_approval import watch
 from tests.support.cfssl import AUTH_KEY, AUTHED_PROFILE, CfsslServer
+from tests.support.jobs import tapped
 from tests.support.pki import make_csr, openssl_verify
 from tests.support.stack import Stack, prepare, running_stack, settings_for
 
@@ -50,24 +50,17 @@ async def test_a_job_delivered_again_is_not_signed_again(
     # A worker that recorded the outcome and lost its ack (killed, or RabbitMQ dropped it) meets
     # the job again: the external CA must not issue a second certificate for the token.
     stack = idle_worker
-    jobs: list[Message] = []
-
-    async def capture(message: Message) -> None:
-        jobs.append(message)
-
-    consumer = await stack.broker.consume(CA_WORKER_QUEUE, capture)
-    async with stack.client(await stack.admin_token()) as client:
+    async with (
+        stack.client(await stack.admin_token()) as client,
+        tapped(stack.broker, CA_WORKER_QUEUE) as jobs,
+    ):
         assert (await client.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
         await add_connector(
             client, "remote", url=cfssl.url, profile=AUTHED_PROFILE, auth_key=AUTH_KEY, timeout=5
         )
         detail = await init(client, "remote")
-    assert detail["rollout_state"] == "submitted", detail
-    async with asyncio.timeout(5):
-        while not jobs:  # noqa: ASYNC110 - the broker delivers when it does
-            await asyncio.sleep(0.05)
-    await consumer.stop()
-    [job] = jobs
+        assert detail["rollout_state"] == "submitted", detail
+        job = await jobs.next()
     handler = stack.worker.handler
     await handler(job)
     assert cfssl.issued() == 1

@@ -26,11 +26,11 @@ from services.ca_worker.registry import _FACTORIES, register_connector_type
 from services.ca_worker.tokenkeys import TokenKeys
 from shared.db.models import CAConnector
 from shared.identity import Owner
-from shared.messaging.base import Message
 from shared.messaging.memory import MemoryBroker
 from shared.messaging.topology import CA_WORKER_QUEUE
 from shared.security import SecretBox
 from tests.integration.test_ca_approval import watch
+from tests.support.jobs import tapped
 from tests.support.pki import make_csr
 from tests.support.stack import Stack
 
@@ -177,24 +177,12 @@ async def test_an_approval_whose_first_poll_cannot_be_published_is_still_polled(
     idle_worker: Stack,
 ) -> None:
     stack, worker = idle_worker, idle_worker.worker
-    jobs: list[Message] = []
-
-    async def capture(message: Message) -> None:
-        jobs.append(message)
-
-    async def next_job(kind: str) -> Message:
-        for _ in range(200):
-            for job in jobs:
-                if job.type == kind:
-                    jobs.remove(job)
-                    return job
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no {kind} job")
-
-    consumer = await stack.broker.consume(CA_WORKER_QUEUE, capture)
     async with stack.db.write() as session:
         session.add(CAConnector(name="msca", type="scripted", options={}, cacert=""))
-    async with stack.client(await stack.admin_token()) as admin:
+    async with (
+        stack.client(await stack.admin_token()) as admin,
+        tapped(stack.broker, CA_WORKER_QUEUE) as jobs,
+    ):
         assert (await admin.post("/user/", json={"user": "alice", "realm": "corp"})).is_success
         made = await admin.post("/caconnector/msca/templates/held", json={"approval": "required"})
         assert made.status_code == 200, made.text
@@ -203,11 +191,11 @@ async def test_an_approval_whose_first_poll_cannot_be_published_is_still_polled(
             json={"request": make_csr(), "ca": "msca", "template": "held", "user": "alice@corp"},
         )
         serial = answer.json()["detail"]["serial"]
-        await worker.router(await next_job("csr.sign"))
+        await worker.router(await jobs.next("csr.sign"))
         held = await wait_state(admin, serial, "pending")
         approved = await admin.post(f"/ca/msca/requests/{held['info']['request_id']}/approve")
         assert approved.status_code == 200, approved.text
-        approve = await next_job("ca.approve")
+        approve = await jobs.next("ca.approve")
 
         # The CA takes the request and answers pending; the broker is gone at that moment.
         gone = MemoryBroker()
@@ -227,8 +215,7 @@ async def test_an_approval_whose_first_poll_cannot_be_published_is_still_polled(
         await worker.router(approve)  # the redelivery
         # Every job that follows goes to the ca_worker, until the CA has decided.
         for _ in range(3):
-            await worker.router(await next_job("ca.poll"))
+            await worker.router(await jobs.next("ca.poll"))
         enrolled = await wait_state(admin, serial, "enrolled")
-    await consumer.stop()
     assert "BEGIN CERTIFICATE" in enrolled["info"]["certificate"]
     assert ScriptedCA.calls == {"MS-1": 3}

@@ -23,6 +23,7 @@ from shared.db.models import AuditEntry, Token, TokenKey
 from shared.events import CloudEvent, decode
 from shared.messaging.base import Message
 from shared.messaging.topology import EVENTS_EXCHANGE, KEYGEN_QUEUE
+from tests.support.jobs import tapped
 from tests.support.pki import make_csr, openssl_verify
 from tests.support.stack import Stack
 
@@ -375,22 +376,13 @@ async def test_redelivered_jobs_store_one_key_and_one_certificate(
     idle_worker: Stack, tmp_path: Path
 ) -> None:
     stack = idle_worker
-    jobs: list[Message] = []
-
-    async def capture(message: Message) -> None:
-        jobs.append(message)
-
-    consumer = await stack.broker.consume(KEYGEN_QUEUE, capture)
     async with stack.client(await stack.admin_token()) as admin:
-        await add_user(admin, "alice")
-        detail = await genkey(admin, user="alice@corp", keytype="ec-p256")
-        assert detail["rollout_state"] == "submitted", detail
-        for _ in range(100):
-            if jobs:
-                break
-            await asyncio.sleep(0.05)
-        await consumer.stop()
-        [job] = jobs
+        async with tapped(stack.broker, KEYGEN_QUEUE) as jobs:
+            await add_user(admin, "alice")
+            detail = await genkey(admin, user="alice@corp", keytype="ec-p256")
+            assert detail["rollout_state"] == "submitted", detail
+            job = await jobs.next()
+        assert jobs.waiting == []
         assert detail["pkcs12_password"].encode() not in job.body
 
         # Two deliveries at once, then a late third: one key, one certificate.
