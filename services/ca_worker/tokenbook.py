@@ -70,6 +70,13 @@ class _Prepared:
     request: str
 
 
+async def ensure_awaiting_outcome(db: Database, serial: str) -> None:
+    """ImpossibleTransition unless the token of *serial* still waits for its CA's outcome."""
+    async with db.read() as session:
+        state = await session.scalar(select(Token.rollout_state).where(Token.serial == serial))
+    transition(state_of(state), Trigger.ISSUE)
+
+
 class TokenBook:
     """Records outcomes; one transaction for many jobs (group commit)."""
 
@@ -179,13 +186,6 @@ class TokenBook:
 
 
 _TOKENS = cast(Table, Token.__table__)
-
-
-async def ensure_awaiting_outcome(db: Database, serial: str) -> None:
-    """ImpossibleTransition unless the token of *serial* still waits for its CA's outcome."""
-    async with db.read() as session:
-        state = await session.scalar(select(Token.rollout_state).where(Token.serial == serial))
-    transition(state_of(state), Trigger.ISSUE)
 
 
 # Statements built once, not per call (see shared.db.session).

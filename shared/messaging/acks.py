@@ -57,7 +57,7 @@ class Acker:
 
     async def nack(self, incoming: AbstractIncomingMessage) -> None:
         """Requeue *incoming* now; its tag no longer holds back the acks above it."""
-        await settle(incoming.nack(requeue=True))
+        await _settle(incoming.nack(requeue=True))
         self._book(incoming).unsettled.discard(_tag(incoming))
 
     async def drain(self) -> None:
@@ -75,9 +75,9 @@ class Acker:
                         last = messages.pop(covered[-1])
                         for tag in covered[:-1]:
                             del messages[tag]
-                        await settle(last.ack(multiple=True))
+                        await _settle(last.ack(multiple=True))
                     for tag in singles:
-                        await settle(messages.pop(tag).ack())
+                        await _settle(messages.pop(tag).ack())
         finally:
             self._sending = None
 
@@ -95,7 +95,7 @@ def _tag(incoming: AbstractIncomingMessage) -> int:
     return int(incoming.delivery_tag or 0)
 
 
-async def settle(outcome: Awaitable[None]) -> None:
+async def _settle(outcome: Awaitable[None]) -> None:
     """Await an ack or nack; a closed channel means RabbitMQ will redeliver anyway."""
     try:
         await outcome
