@@ -101,10 +101,11 @@ class SignHandler:
     async def __call__(self, message: Message) -> None:
         """Sign the job's CSR (or hold it for approval), record the outcome, publish the event."""
         job, cid = read_job(message, SignRequest)
-        if message.redelivered or message.attempt > 1:
-            # Handled before, perhaps: a worker that recorded the outcome may have lost its ack
-            # (killed; or RabbitMQ dropped it). The CA is not asked again for a token that has
-            # moved on: an external CA would issue a second certificate.
+        if job.keygen is not None or message.redelivered or message.attempt > 1:
+            # No key is made, and the CA is not asked, for a token that has moved on. A job
+            # delivered again may be handled already: a worker that recorded the outcome may
+            # have lost its ack (killed; or RabbitMQ dropped it), and an external CA would issue
+            # a second certificate. A first csr.sign delivery skips the read.
             try:
                 await ensure_awaiting_outcome(self._db, job.serial)
             except ImpossibleTransition as refusal:
@@ -115,11 +116,7 @@ class SignHandler:
         fresh: FreshKey | None = None
         owner = await job_owner(self._db, job)
         if job.keygen is not None:
-            try:
-                made = await self._keys.csr_for(job, owner)
-            except ImpossibleTransition as refusal:  # no key is made for a handled token
-                acknowledge_impossible(job.serial, refusal)
-                return
+            made = await self._keys.csr_for(job, owner)
             if isinstance(made, Denied):
                 refused = made
             else:

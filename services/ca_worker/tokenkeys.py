@@ -11,7 +11,6 @@ from typing import Any
 from services.ca_worker.connectors.base import Denied, Issued, Pending, SignResult
 from services.ca_worker.keygen import KeygenRefused, KeyPool
 from services.ca_worker.pkcs12 import build_pkcs12
-from services.ca_worker.tokenbook import ensure_awaiting_outcome
 from shared.db.models import TokenKey
 from shared.db.session import Database
 from shared.identity import Owner, Refused, owner_subject
@@ -44,7 +43,7 @@ class TokenKeys:
     async def csr_for(
         self, job: SignRequest, owner: Owner
     ) -> tuple[SignRequest, FreshKey] | Denied:
-        """The job with a CSR for a new key (kept in memory); ImpossibleTransition once handled.
+        """The job with a CSR for a new key (kept in memory), for a token awaiting its outcome.
 
         Nothing is written here: the key commits with the outcome, in the transaction that only
         the first delivery of a job wins. A later or concurrent delivery's key is never stored,
@@ -52,8 +51,6 @@ class TokenKeys:
         """
         spec = job.keygen
         assert spec is not None
-        # Only a token that can still be issued gets a key (ImpossibleTransition otherwise).
-        await ensure_awaiting_outcome(self._db, job.serial)
         try:
             password = self._password(spec)
             # The CA decides the certificate's names again; the CSR carries the same ones.
