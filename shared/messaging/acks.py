@@ -35,30 +35,37 @@ class TagBook:
         return below, singles
 
 
+@dataclass
+class _Channel:
+    """A channel's tags, and the handled messages waiting for their ack."""
+
+    book: TagBook = field(default_factory=TagBook)
+    handled: dict[int, AbstractIncomingMessage] = field(default_factory=dict)
+
+
 class Acker:
     """Acks the deliveries of one consumer once handled, a loop turn later, coalesced."""
 
     def __init__(self) -> None:
-        self._books: dict[object, TagBook] = {}
-        self._handled: dict[object, dict[int, AbstractIncomingMessage]] = {}
+        self._channels: dict[object, _Channel] = {}
         self._sending: asyncio.Task[None] | None = None
 
     def delivered(self, incoming: AbstractIncomingMessage) -> None:
         """Note a delivery that is not settled yet (it holds back multiple acks above it)."""
-        self._book(incoming).unsettled.add(_tag(incoming))
+        self._channel(incoming).book.unsettled.add(_tag(incoming))
 
     def handled(self, incoming: AbstractIncomingMessage) -> None:
         """Ack *incoming* with the next batch of acks."""
-        tag = _tag(incoming)
-        self._book(incoming).handled.add(tag)
-        self._handled[incoming.channel][tag] = incoming
+        tag, channel = _tag(incoming), self._channel(incoming)
+        channel.book.handled.add(tag)
+        channel.handled[tag] = incoming
         if self._sending is None:
             self._sending = asyncio.create_task(self._send())
 
     async def nack(self, incoming: AbstractIncomingMessage) -> None:
         """Requeue *incoming* now; its tag no longer holds back the acks above it."""
         await _settle(incoming.nack(requeue=True))
-        self._book(incoming).unsettled.discard(_tag(incoming))
+        self._channel(incoming).book.unsettled.discard(_tag(incoming))
 
     async def drain(self) -> None:
         """Return once every handled delivery was acked (or its channel is gone)."""
@@ -68,7 +75,7 @@ class Acker:
     async def _send(self) -> None:
         try:
             while plans := [
-                (b.take(), self._handled[c]) for c, b in list(self._books.items()) if b.handled
+                (c.book.take(), c.handled) for c in list(self._channels.values()) if c.book.handled
             ]:
                 for (covered, singles), messages in plans:
                     if covered:
@@ -81,14 +88,14 @@ class Acker:
         finally:
             self._sending = None
 
-    def _book(self, incoming: AbstractIncomingMessage) -> TagBook:
+    def _channel(self, incoming: AbstractIncomingMessage) -> _Channel:
         channel = incoming.channel
-        if channel not in self._books:
-            # A reconnect brings a new channel, its tags from 1: a closed one's book is done with.
-            for gone in [c for c in self._books if getattr(c, "is_closed", False)]:
-                del self._books[gone], self._handled[gone]
-            self._books[channel], self._handled[channel] = TagBook(), {}
-        return self._books[channel]
+        if channel not in self._channels:
+            # A reconnect brings a new channel, its tags from 1: a closed one's are done with.
+            for gone in [c for c in self._channels if getattr(c, "is_closed", False)]:
+                del self._channels[gone]
+            self._channels[channel] = _Channel()
+        return self._channels[channel]
 
 
 def _tag(incoming: AbstractIncomingMessage) -> int:
